@@ -1,0 +1,49 @@
+"""panoptes: real-time video analytics over many cameras.
+
+Build a pipeline from a YAML file or a dict, attach probes, run::
+
+    import panoptes
+
+    pipeline = panoptes.Pipeline.from_config("pipeline.yaml")
+    pipeline.add_probe("detector", lambda batch: print(len(batch)))
+    summary = pipeline.run()
+"""
+
+from panoptes.core.bus import Bus, Message, MessageType
+from panoptes.core.errors import (
+    ConfigError,
+    LinkError,
+    ModelError,
+    ModelNotFoundError,
+    PanoptesError,
+    PipelineError,
+    SourceError,
+)
+from panoptes.core.frame import Batch, Frame, StreamEvent
+from panoptes.core.geometry import Letterbox
+from panoptes.core.meta import DisplayMeta, FrameMeta, Objects, ObjectView, TensorMeta
+from panoptes.core.pipeline import Pipeline, RunSummary
+
+__all__ = [
+    "Batch",
+    "Bus",
+    "ConfigError",
+    "DisplayMeta",
+    "Frame",
+    "FrameMeta",
+    "Letterbox",
+    "LinkError",
+    "Message",
+    "MessageType",
+    "ModelError",
+    "ModelNotFoundError",
+    "ObjectView",
+    "Objects",
+    "PanoptesError",
+    "Pipeline",
+    "PipelineError",
+    "RunSummary",
+    "SourceError",
+    "StreamEvent",
+    "TensorMeta",
+]

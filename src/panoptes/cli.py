@@ -1,0 +1,227 @@
+"""The ``panoptes`` command: run, validate, inspect, demo, models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from panoptes.core.bus import Message, MessageType
+from panoptes.core.errors import PanoptesError
+
+EXIT_FAILED_STREAMS = 1
+EXIT_BAD_CONFIG = 2
+
+
+def _echo(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _format_perf(data: dict[str, Any]) -> str:
+    parts = [f"{name} {v['fps']:.1f} ({v['avg_fps']:.1f})" for name, v in data["streams"].items()]
+    return f"**PERF: total {data['total_fps']:.1f} fps | " + " | ".join(parts)
+
+
+def _summary_table(summary: Any) -> str:
+    rows = [("stream", "state", "frames", "fps", "dropped", "corrupt", "errors")]
+    for s in summary.streams:
+        rows.append((s.name, s.state, str(s.frames), f"{s.fps:.1f}", str(s.dropped), str(s.corrupt), str(s.errors)))
+    rows.append(("total", "", str(summary.frames), f"{summary.fps:.1f}", "", "", str(len(summary.errors))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    return "\n".join(lines) + f"\n{summary.elapsed_s:.1f} s"
+
+
+def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = None) -> int:
+    """Run ``pipeline`` as the CLI does: bus messages and PERF lines on stderr, a progress bar on a
+    terminal, Ctrl-C and SIGTERM stopping cleanly, a summary at the end. Returns the exit code."""
+    lock = threading.Lock()
+    bar: Any = None
+
+    def on_message(message: Message) -> None:
+        if message.type is MessageType.PERF:
+            if quiet or bar is not None:
+                return
+            text = _format_perf(message.data)
+        elif message.type in (MessageType.ERROR, MessageType.WARNING):
+            text = f"{message.type.value.upper()}: {message.origin}: {message.text}"
+        elif message.type is MessageType.STREAM_ENDED and not quiet:
+            text = f"end of stream: {message.origin}"
+        else:
+            return
+        with lock:
+            if bar is not None:
+                bar.write(text, file=sys.stderr)
+            else:
+                _echo(text)
+
+    pipeline.bus.subscribe(on_message)
+    stop_requests = 0
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stop_requests
+        stop_requests += 1
+        if stop_requests > 1:
+            _echo("stopping now")
+            os._exit(130)
+        _echo(f"{signal.Signals(signum).name}: stopping (again to quit at once)")
+        pipeline.stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if in_main:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        pipeline.start()
+        show_bar = progress if progress is not None else (sys.stderr.isatty() and not quiet)
+        while not pipeline.wait(0.25):
+            if show_bar and bar is None:
+                total = pipeline.expected_frames()
+                if total:
+                    from tqdm import tqdm
+
+                    with lock:
+                        bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True)
+            if bar is not None:
+                bar.n = pipeline.frames_out()
+                bar.refresh()
+        if bar is not None:
+            bar.n = pipeline.frames_out()
+            bar.close()
+            bar = None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    summary = pipeline.summary()
+    if not quiet:
+        _echo(_summary_table(summary))
+    return 0 if summary.ok else EXIT_FAILED_STREAMS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="panoptes")
+def main() -> None:
+    """Real-time video analytics over many cameras."""
+
+
+def _load(config: str, overrides: Sequence[str]) -> Any:
+    from panoptes.config.loader import load_config
+    from panoptes.core.pipeline import Pipeline
+
+    parsed, base_dir = load_config(config, overrides)
+    return Pipeline(parsed, base_dir=base_dir)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config value, e.g. --set mux.batch_size=4 --set infer[0].threshold=0.5.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and warnings.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def run(config: str, overrides: tuple[str, ...], quiet: bool, progress: bool | None) -> None:
+    """Run a pipeline from CONFIG (panoptes YAML)."""
+    try:
+        pipeline = _load(config, overrides)
+        pipeline.build()
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
+    sys.exit(run_pipeline(pipeline, quiet=quiet, progress=progress))
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
+def validate(config: str, overrides: tuple[str, ...]) -> None:
+    """Check CONFIG without running it: schema, source files, models."""
+    from panoptes.config.validate import check_config
+
+    try:
+        problems = check_config(config, overrides)
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
+    for problem in problems:
+        _echo(f"error: {problem}")
+    if problems:
+        sys.exit(EXIT_BAD_CONFIG)
+    click.echo(f"{config}: valid")
+
+
+@main.command()
+@click.argument("kind", required=False)
+def inspect(kind: str | None) -> None:
+    """List element kinds, or show every property of KIND."""
+    from panoptes.config.inspect import describe_kind, list_kinds
+
+    try:
+        click.echo(describe_kind(kind) if kind else list_kinds())
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+@main.command()
+@click.option("--videos", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of clips to use (default: clips made from scikit-image's photos).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("out/demo/meta.jsonl"), show_default=True, help="Metadata output.")
+@click.option("--model", default="yolox-nano", show_default=True, help="Detector.")
+@click.option("--max-frames", type=int, default=None, help="Stop each stream after this many frames.")
+def demo(videos: Path | None, output: Path, model: str, max_frames: int | None) -> None:
+    """Run the default detector over several sample camera streams."""
+    from panoptes.demo import demo_config
+    from panoptes.core.pipeline import Pipeline
+
+    try:
+        config = demo_config(videos, output=output, model=model, max_frames=max_frames)
+        _echo("demo: " + ", ".join(s["uri"] for s in config["sources"]) + f" -> {output}")
+        pipeline = Pipeline(config, base_dir=Path.cwd())
+        pipeline.build()
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
+    code = run_pipeline(pipeline)
+    _echo(f"metadata written to {output}")
+    sys.exit(code)
+
+
+@main.group()
+def models() -> None:
+    """The model zoo."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """List the zoo's models and where each is on disk."""
+    from panoptes.models.zoo import list_models
+
+    for entry, path in list_models():
+        where = str(path) if path else "not downloaded"
+        click.echo(f"{entry.name:<14} {entry.licence:<14} {where}")
+
+
+@models.command("pull")
+@click.argument("name")
+def models_pull(name: str) -> None:
+    """Download a zoo model into the cache (checked against its sha256)."""
+    from panoptes.models.zoo import pull
+
+    try:
+        click.echo(str(pull(name)))
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+if __name__ == "__main__":
+    main()

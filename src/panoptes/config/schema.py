@@ -1,0 +1,88 @@
+"""The native configuration schema. Element sections are the elements' own property models, so
+the docs, ``panoptes inspect`` and validation all come from one place."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from panoptes.elements.fakesink import FakeSinkProperties
+from panoptes.elements.infer import InferProperties
+from panoptes.elements.jsonl import JsonlSinkProperties
+from panoptes.elements.mux import MuxProperties
+from panoptes.elements.test_source import TestSourceProperties
+from panoptes.elements.uri_source import UriSourceProperties
+
+
+def _source_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type", "uri-source"))
+    return str(getattr(value, "type", "uri-source"))
+
+
+def _sink_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return None if kind is None else str(kind)
+    return str(getattr(value, "type", None))
+
+
+SourceConfig = Annotated[
+    Annotated[UriSourceProperties, Tag("uri-source")]
+    | Annotated[TestSourceProperties, Tag("test-source")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_type",
+        custom_error_message="unknown source type; known: uri-source, test-source",
+    ),
+]
+
+SinkConfig = Annotated[
+    Annotated[FakeSinkProperties, Tag("fakesink")] | Annotated[JsonlSinkProperties, Tag("jsonl")],
+    Discriminator(
+        _sink_kind,
+        custom_error_type="sink_type",
+        custom_error_message="unknown or missing sink type; known: fakesink, jsonl",
+    ),
+]
+
+
+class PerfProperties(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_s: float = Field(
+        5.0, ge=0, description="Seconds between performance reports (**PERF lines); 0 = none."
+    )
+
+
+class PipelineConfig(BaseModel):
+    """A whole pipeline: sources, mux, models, sinks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: list[SourceConfig] = Field(min_length=1, description="The streams to read.")
+    mux: MuxProperties = Field(default_factory=MuxProperties, description="Batching.")
+    infer: list[InferProperties] = Field(
+        default_factory=list, description="Models, run in order on each batch."
+    )
+    sinks: list[SinkConfig] = Field(
+        default_factory=lambda: [FakeSinkProperties()], description="Outputs; default a fakesink."
+    )
+    perf: PerfProperties = Field(default_factory=PerfProperties, description="Performance reports.")
+    queue_size: int = Field(2, ge=1, description="Batches held between two elements.")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> PipelineConfig:
+        seen: dict[str, str] = {}
+        for section, items in (("infer", self.infer), ("sinks", self.sinks)):
+            for index, item in enumerate(items):
+                if item.name is None:
+                    continue
+                place = f"{section}[{index}]"
+                if item.name in seen:
+                    raise ValueError(
+                        f"{place}.name: {item.name!r} is already the name of {seen[item.name]}"
+                    )
+                seen[item.name] = place
+        return self

@@ -1,0 +1,72 @@
+"""The element: a kind, typed properties, and a lifecycle (build, process, drain, close).
+
+Each element runs in its own thread behind a bounded queue (see :mod:`panoptes.core.pipeline`);
+the element itself is plain, single-threaded code that turns one batch into the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from panoptes.core.bus import Bus
+    from panoptes.core.frame import Batch
+
+
+class Properties(BaseModel):
+    """Base of every element's properties: typed, defaulted, documented, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@dataclass
+class BuildContext:
+    """What an element may need from the pipeline when it is built."""
+
+    bus: Bus
+    base_dir: Path = field(default_factory=Path.cwd)
+    """Folder that relative paths in the element's properties are resolved from."""
+    place: str = ""
+    """Where the element's properties sit in the config (``infer[0]``), for error messages."""
+
+
+class Element:
+    """Base of the processing elements (everything between the mux and the sinks, and sinks).
+
+    Subclasses set ``kind`` and ``Properties`` and override the lifecycle methods they need.
+    ``process`` returns the batch to pass on, or None to pass nothing (sinks, or a batch held back
+    until ``drain``).
+    """
+
+    kind: ClassVar[str]
+    Properties: ClassVar[type[Properties]]
+    is_sink: ClassVar[bool] = False
+
+    def __init__(self, props: Properties, *, name: str, context: BuildContext) -> None:
+        self.props = props
+        self.name = name
+        self.context = context
+
+    @property
+    def bus(self) -> Bus:
+        return self.context.bus
+
+    def build(self) -> None:
+        """Validate and open resources (models, files). Raise a typed error with the place."""
+
+    def process(self, batch: Batch) -> Batch | None:
+        return batch
+
+    def drain(self) -> list[Batch]:
+        """End of stream: return what is still held back. Called once, before close."""
+        return []
+
+    def close(self) -> None:
+        """Release resources. Called once, also after a failed build or run."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind})>"

@@ -1,0 +1,550 @@
+"""The pipeline: sources → mux → elements → sinks, each in its own thread behind a bounded queue.
+
+Threads give real parallelism here because the heavy work (FFmpeg decoding, OpenCV resizing,
+onnxruntime) releases the GIL. End of stream travels in band, after the last batch, so every
+element drains and every sink closes its files before the pipeline reports EOS on the bus.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from panoptes.core.bus import Bus, Message, MessageType
+from panoptes.core.element import BuildContext, Element, Properties
+from panoptes.core.errors import PanoptesError, PipelineError, SourceError
+from panoptes.core.frame import Batch, Frame, StreamEvent
+from panoptes.core.registry import load_kind
+from panoptes.core.streams import FrameQueue, Stream, StreamState, StreamStats
+
+Probe = Callable[[Batch], Any]
+"""A callable on an element's output. It may change metadata, call ``batch.drop(frame)``, or
+return ``False`` to drop the whole batch."""
+
+_EOS = object()
+
+
+@dataclass
+class StreamSummary:
+    source_id: int
+    name: str
+    state: str
+    frames: int
+    fps: float
+    dropped: int
+    corrupt: int
+    errors: int
+    error: str | None
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did, per stream and in total."""
+
+    elapsed_s: float
+    streams: list[StreamSummary]
+    errors: list[Message]
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.streams)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class _Stage:
+    """One element and the thread that feeds it."""
+
+    def __init__(self, element: Element, queue_size: int) -> None:
+        self.element = element
+        self.input: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.outputs: list[queue.Queue[Any]] = []
+        self.probes: list[Probe] = []
+        self.thread: threading.Thread | None = None
+        self.failures = 0
+        self.counts_output = False
+        """Whether frames leaving this stage count as the pipeline's output (PERF, summary)."""
+
+
+class Pipeline:
+    """Build from a config (:meth:`from_config`), attach probes, then :meth:`run`.
+
+    Sources can be added and removed while it runs (:meth:`add_source`, :meth:`remove_source`).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        base_dir: str | Path | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        from panoptes.config.schema import PipelineConfig
+        from panoptes.elements.mux import Mux
+
+        if not isinstance(config, PipelineConfig):
+            from panoptes.config.loader import parse_config
+
+            config = parse_config(config)
+        self.config: PipelineConfig = config
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.bus = bus or Bus()
+        self._condition = threading.Condition()
+        self._streams: dict[int, Stream] = {}
+        self._streams_lock = threading.Lock()
+        self._source_ids = itertools.count()
+        self._pending_events: list[StreamEvent] = []
+        self._stop = threading.Event()
+        self._started = False
+        self._finished = threading.Event()
+        self._start_time = 0.0
+        self._end_time = 0.0
+        self._batch_count = 0
+        self.mux = Mux(config.mux, self._condition)
+        self._stages: list[_Stage] = []
+        self._built = False
+        self._threads: list[threading.Thread] = []
+        self._mux_probes: list[Probe] = []
+        self._unstarted: list[tuple[Stream, Any]] = []
+        self._first_input: queue.Queue[Any] | None = None
+        self._sink_inputs: list[queue.Queue[Any]] = []
+        for index, props in enumerate(config.sources):
+            self.add_source(props, place=f"sources[{index}]")
+
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any], **kwargs: Any) -> Pipeline:
+        """A pipeline from a YAML file path or a config dict (relative paths from the file's folder)."""
+        if isinstance(config, (str, Path)):
+            from panoptes.config.loader import load_config
+
+            parsed, base_dir = load_config(config, kwargs.pop("overrides", ()))
+            return cls(parsed, base_dir=kwargs.pop("base_dir", base_dir), **kwargs)
+        return cls(config, **kwargs)
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _make_element(self, kind: str, props: Properties, *, name: str, place: str, **extra: Any) -> Element:
+        cls = load_kind(kind)
+        context = BuildContext(bus=self.bus, base_dir=self.base_dir, place=place)
+        element: Element = cls(props, name=name, context=context, **extra)
+        return element
+
+    def build(self) -> None:
+        """Create and build every element: models load, files open, errors raise here."""
+        if self._built:
+            return
+        config = self.config
+        queue_size = config.queue_size
+        try:
+            for index, props in enumerate(config.infer):
+                name = props.name or f"infer{index}"
+                element = self._make_element(
+                    "infer", props, name=name, place=f"infer[{index}]", gie_id=index + 1
+                )
+                self._stages.append(_Stage(element, queue_size))
+                element.build()
+            for index, sink in enumerate(config.sinks):
+                name = sink.name or f"{sink.type}{index}"
+                element = self._make_element(sink.type, sink, name=name, place=f"sinks[{index}]")
+                self._stages.append(_Stage(element, queue_size))
+                element.build()
+        except BaseException:
+            for stage in self._stages:
+                stage.element.close()
+            raise
+        processing = [s for s in self._stages if not s.element.is_sink]
+        sinks = [s for s in self._stages if s.element.is_sink]
+        for upstream, downstream in itertools.pairwise(processing):
+            upstream.outputs.append(downstream.input)
+        if processing:
+            processing[-1].outputs.extend(s.input for s in sinks)
+            processing[-1].counts_output = True
+        self._first_input = processing[0].input if processing else None
+        self._sink_inputs = [s.input for s in sinks]
+        self._built = True
+
+    def element(self, name: str) -> Element:
+        for stage in self._stages:
+            if stage.element.name == name:
+                return stage.element
+        names = ", ".join(s.element.name for s in self._stages) or "none"
+        raise PipelineError(f"no element named {name!r}; elements: {names}")
+
+    def add_probe(self, element: str, probe: Probe) -> None:
+        """Call ``probe(batch)`` on each batch that ``element`` outputs ("mux" for the mux's)."""
+        self.build()
+        if element == "mux":
+            self._mux_probes.append(probe)
+            return
+        for stage in self._stages:
+            if stage.element.name == element:
+                stage.probes.append(probe)
+                return
+        self.element(element)  # raises, naming the known elements
+
+    # -- sources --------------------------------------------------------------------------------
+
+    def add_source(self, props: Properties | Mapping[str, Any], *, place: str | None = None) -> int:
+        """Add a source (its properties or a dict like one entry of ``sources``); returns its id."""
+        if isinstance(props, Mapping):
+            from pydantic import TypeAdapter
+
+            from panoptes.config.schema import SourceConfig
+
+            props = TypeAdapter(SourceConfig).validate_python(dict(props))
+        source_id = next(self._source_ids)
+        place = place or f"sources[{source_id}]"
+        cls = load_kind(getattr(props, "type", "uri-source"))
+        stats = StreamStats()
+        try:
+            source = cls(props, base_dir=self.base_dir)
+            name = source.name
+        except PanoptesError as error:
+            source, name = None, getattr(props, "name", None) or getattr(props, "uri", "?")
+            failure: str | None = str(error)
+        else:
+            failure = None
+        stream = Stream(
+            source_id=source_id,
+            name=name,
+            uri=str(getattr(props, "uri", "")),
+            place=place,
+            queue=FrameQueue(getattr(props, "queue_size", 4), self._condition, stats),
+            stats=stats,
+        )
+        with self._streams_lock:
+            self._streams[source_id] = stream
+            self._pending_events.append(StreamEvent("added", source_id, name))
+        self.bus.post(Message(MessageType.STREAM_ADDED, name, f"{place}: {stream.uri}", {"source_id": source_id}))
+        if source is None:
+            self._fail_stream(stream, failure or "cannot be created")
+            return source_id
+        if self._started:
+            self._start_source(stream, source)
+        else:
+            self._unstarted.append((stream, source))
+        return source_id
+
+    def remove_source(self, source_id: int) -> None:
+        """Stop a source; its queued frames are discarded and downstream state is freed."""
+        with self._streams_lock:
+            stream = self._streams.get(source_id)
+        if stream is None:
+            raise PipelineError(f"no source with id {source_id}")
+        stream.stop.set()
+        stream.queue.clear()
+        with self._condition:
+            stream.state = StreamState.REMOVED
+            self._condition.notify_all()
+        self.bus.post(Message(MessageType.STREAM_REMOVED, stream.name, "", {"source_id": source_id}))
+
+    def streams(self) -> list[Stream]:
+        with self._streams_lock:
+            return list(self._streams.values())
+
+    def _fail_stream(self, stream: Stream, text: str) -> None:
+        stream.error = text
+        stream.stats.errors += 1
+        self.bus.error(stream.name, f"{stream.place}: {text}", source_id=stream.source_id)
+        with self._condition:
+            stream.state = StreamState.FAILED
+            self._condition.notify_all()
+
+    def _start_source(self, stream: Stream, source: Any) -> None:
+        thread = threading.Thread(
+            target=self._run_source, args=(stream, source), name=f"source-{stream.source_id}", daemon=True
+        )
+        stream.thread = thread
+        thread.start()
+
+    def _run_source(self, stream: Stream, source: Any) -> None:
+        stop = stream.stop
+        max_frames = getattr(source.props, "max_frames", None)
+        try:
+            source.open()
+            stream.queue.leaky = source.is_live
+            stream.stats.expected_frames = source.expected_frames
+            with self._condition:
+                if stream.state is StreamState.STARTING:
+                    stream.state = StreamState.PLAYING
+            for decoded in source.frames(stop):
+                image = decoded.image
+                height, width = image.shape[:2]
+                frame = Frame(
+                    source_id=stream.source_id,
+                    source_name=stream.name,
+                    frame_num=decoded.index,
+                    pts_s=decoded.pts_s,
+                    capture_time_s=time.time(),
+                    size_wh=(width, height),
+                    image=image,
+                )
+                self.mux.prepare(frame)
+                stream.stats.frames_decoded += 1
+                stream.stats.corrupt = source.corrupt_frames
+                if not stream.queue.put(frame, stop):
+                    break
+                if max_frames is not None and stream.stats.frames_decoded >= max_frames:
+                    break
+        except SourceError as error:
+            stream.stats.corrupt = source.corrupt_frames
+            self._fail_stream(stream, error.reason)
+            return
+        except Exception as error:  # a bug or an unexpected library error: say so, keep the rest
+            self._fail_stream(stream, f"unexpected {type(error).__name__}: {error}")
+            return
+        finally:
+            source.close()
+        stream.stats.corrupt = source.corrupt_frames
+        if stream.stats.corrupt:
+            self.bus.warning(
+                stream.name, f"{stream.stats.corrupt} corrupt frame(s) skipped", source_id=stream.source_id
+            )
+        with self._condition:
+            if stream.state is not StreamState.REMOVED:
+                stream.state = StreamState.ENDED
+            self._condition.notify_all()
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build if needed and start every thread; returns at once."""
+        if self._started:
+            raise PipelineError("the pipeline was already started")
+        self.build()
+        self._started = True
+        self._start_time = time.monotonic()
+        for stage in self._stages:
+            stage.thread = threading.Thread(
+                target=self._run_stage, args=(stage,), name=f"element-{stage.element.name}", daemon=True
+            )
+            stage.thread.start()
+            self._threads.append(stage.thread)
+        mux_thread = threading.Thread(target=self._run_mux, name="mux", daemon=True)
+        mux_thread.start()
+        self._threads.append(mux_thread)
+        for stream, source in self._unstarted:
+            self._start_source(stream, source)
+        self._unstarted.clear()
+        if self.config.perf.interval_s > 0:
+            threading.Thread(target=self._run_perf, name="perf", daemon=True).start()
+
+    def _push(self, queues: list[queue.Queue[Any]], item: Any) -> None:
+        for q in queues:
+            q.put(item)
+
+    def _next_events(self) -> list[StreamEvent]:
+        with self._streams_lock:
+            events, self._pending_events = self._pending_events, []
+            for stream in self._streams.values():
+                if stream.finished and not stream.announced_end:
+                    stream.announced_end = True
+                    kind = "removed" if stream.state is StreamState.REMOVED else "ended"
+                    events.append(StreamEvent(kind, stream.source_id, stream.name))
+                    if kind == "ended":
+                        self.bus.post(
+                            Message(MessageType.STREAM_ENDED, stream.name, "", {"source_id": stream.source_id})
+                        )
+        return events
+
+    def _run_mux(self) -> None:
+        if self.mux.batch_size == 0:
+            self.mux.batch_size = max(1, len(self.streams()))
+        outputs = [self._first_input] if self._first_input is not None else self._sink_inputs
+        while True:
+            frames = self.mux.collect(self._live_streams, self._stop)
+            events = self._next_events()
+            if frames is None:
+                if events:
+                    self._deliver(Batch([], self._batch_count, events, time.monotonic()), outputs)
+                break
+            batch = Batch(frames, self._batch_count, events, time.monotonic())
+            self._batch_count += 1
+            self._deliver(batch, outputs)
+        self._push(outputs, _EOS)
+
+    def _live_streams(self) -> list[Stream]:
+        with self._streams_lock:
+            return [s for s in self._streams.values() if not (s.finished and s.announced_end)]
+
+    def _deliver(self, batch: Batch, outputs: list[queue.Queue[Any]]) -> None:
+        if self._mux_probes:
+            batch = self._apply_probes(self._mux_probes, batch, "mux")  # type: ignore[assignment]
+            if batch is None:
+                return
+        if self._first_input is None:
+            self._count_output(batch)
+        self._push(outputs, batch)
+
+    def _apply_probes(self, probes: list[Probe], batch: Batch, origin: str) -> Batch | None:
+        for probe in probes:
+            try:
+                keep = probe(batch)
+            except Exception as error:
+                self.bus.error(origin, f"probe {getattr(probe, '__name__', probe)!r} failed: {error!r}")
+                continue
+            if keep is False:
+                return None
+        return batch
+
+    def _count_output(self, batch: Batch) -> None:
+        """Frames leaving the last processing element, per stream: what PERF reports."""
+        now = time.time()
+        for frame in batch.frames:
+            stream = self._streams.get(frame.source_id)
+            if stream is not None:
+                stream.stats.frames_out += 1
+                stream.stats.latency_s.append(now - frame.capture_time_s)
+
+    def _run_stage(self, stage: _Stage) -> None:
+        element = stage.element
+        while True:
+            item = stage.input.get()
+            if item is _EOS:
+                try:
+                    for batch in element.drain():
+                        self._forward(stage, batch)
+                except Exception as error:
+                    self.bus.error(element.name, f"failed to drain: {error!r}")
+                self._push(stage.outputs, _EOS)
+                break
+            try:
+                out = element.process(item)
+            except Exception as error:
+                stage.failures += 1
+                if stage.failures <= 3 or stage.failures % 100 == 0:
+                    self.bus.error(
+                        element.name,
+                        f"failed on batch {item.batch_num} ({stage.failures} so far): {error!r}",
+                        exception=error,
+                    )
+                continue
+            if out is not None:
+                self._forward(stage, out)
+        try:
+            element.close()
+        except Exception as error:
+            self.bus.error(element.name, f"failed to close: {error!r}")
+
+    def _forward(self, stage: _Stage, batch: Batch) -> None:
+        if stage.probes:
+            kept = self._apply_probes(stage.probes, batch, stage.element.name)
+            if kept is None:
+                return
+            batch = kept
+        if stage.counts_output:
+            self._count_output(batch)
+        self._push(stage.outputs, batch)
+
+    def stop(self) -> None:
+        """Ask every source to stop; queued frames still flow and the sinks close properly."""
+        self._stop.set()
+        for stream in self.streams():
+            stream.stop.set()
+        with self._condition:
+            self._condition.notify_all()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until end of stream; True when the pipeline finished."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+            if thread.is_alive():
+                return False
+        if not self._finished.is_set():
+            self._end_time = time.monotonic()
+            self._finished.set()
+            self.bus.post(Message(MessageType.EOS, "pipeline", "end of stream"))
+        return True
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def run(self) -> RunSummary:
+        """Start, wait for end of stream (Ctrl-C stops cleanly), and summarise."""
+        self.start()
+        try:
+            while not self.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+            self.wait()
+        return self.summary()
+
+    def elapsed_s(self) -> float:
+        end = self._end_time if self._finished.is_set() else time.monotonic()
+        return max(0.0, end - self._start_time) if self._started else 0.0
+
+    def summary(self) -> RunSummary:
+        elapsed = self.elapsed_s()
+        streams = [
+            StreamSummary(
+                source_id=s.source_id,
+                name=s.name,
+                state=s.state.value,
+                frames=s.stats.frames_out,
+                fps=s.stats.frames_out / elapsed if elapsed > 0 else 0.0,
+                dropped=s.stats.dropped,
+                corrupt=s.stats.corrupt,
+                errors=s.stats.errors,
+                error=s.error,
+            )
+            for s in self.streams()
+        ]
+        return RunSummary(elapsed, streams, self.bus.errors())
+
+    def _run_perf(self) -> None:
+        interval = self.config.perf.interval_s
+        last = {s.source_id: s.stats.frames_out for s in self.streams()}
+        last_time = time.monotonic()
+        while not self._finished.wait(interval):
+            if all(not t.is_alive() for t in self._threads):
+                break
+            now = time.monotonic()
+            span = now - last_time
+            streams = {}
+            for stream in self.streams():
+                frames = stream.stats.frames_out
+                fps = (frames - last.get(stream.source_id, 0)) / span if span > 0 else 0.0
+                last[stream.source_id] = frames
+                latencies = sorted(stream.stats.latency_s)
+                streams[stream.name] = {
+                    "source_id": stream.source_id,
+                    "fps": fps,
+                    "avg_fps": frames / self.elapsed_s() if self.elapsed_s() > 0 else 0.0,
+                    "frames": frames,
+                    "dropped": stream.stats.dropped,
+                    "state": stream.state.value,
+                    "latency_ms_p50": 1000 * latencies[len(latencies) // 2] if latencies else None,
+                }
+            last_time = now
+            total = sum(v["fps"] for v in streams.values())
+            self.bus.post(Message(MessageType.PERF, "pipeline", "", {"streams": streams, "total_fps": total}))
+
+    def expected_frames(self) -> int | None:
+        """Frames the whole run will deliver, when every stream is a file of known length."""
+        total = 0
+        for stream in self.streams():
+            if stream.stats.expected_frames is None:
+                if stream.state in (StreamState.FAILED, StreamState.REMOVED):
+                    continue
+                return None
+            total += stream.stats.expected_frames
+        return total
+
+    def frames_out(self) -> int:
+        return sum(s.stats.frames_out for s in self.streams())

@@ -1,0 +1,32 @@
+"""Element kinds, mapped to ``"module:Class"`` strings imported only when a kind is used.
+
+An element whose module needs an optional dependency (Kafka, Triton, CUDA) costs nothing until a
+configuration asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from panoptes.core.errors import PipelineError
+
+KINDS: dict[str, str] = {
+    "uri-source": "panoptes.elements.uri_source:UriSource",
+    "test-source": "panoptes.elements.test_source:TestSource",
+    "mux": "panoptes.elements.mux:Mux",
+    "infer": "panoptes.elements.infer:Infer",
+    "fakesink": "panoptes.elements.fakesink:FakeSink",
+    "jsonl": "panoptes.elements.jsonl:JsonlSink",
+}
+
+
+def load_kind(kind: str) -> Any:
+    """The class registered for ``kind``; an unknown kind's error lists the known ones."""
+    try:
+        target = KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(KINDS))
+        raise PipelineError(f"unknown element kind {kind!r}; known kinds: {known}") from None
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

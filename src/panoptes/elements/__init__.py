@@ -1,0 +1,1 @@
+"""Elements, one module per kind (see :data:`panoptes.core.registry.KINDS`)."""

@@ -1,0 +1,24 @@
+"""``fakesink``: takes every batch and does nothing with it (for benchmarks)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from panoptes.core.element import Element, Properties
+from panoptes.core.frame import Batch
+
+
+class FakeSinkProperties(Properties):
+    type: Literal["fakesink"] = Field("fakesink", description="Element kind.")
+    name: str | None = Field(None, description="Element name.")
+
+
+class FakeSink(Element):
+    kind = "fakesink"
+    Properties = FakeSinkProperties
+    is_sink = True
+
+    def process(self, batch: Batch) -> None:
+        return None

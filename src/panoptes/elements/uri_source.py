@@ -1,0 +1,92 @@
+"""``uri-source``: one stream from a file, ``file://``, ``rtsp://``, ``http(s)://``, an image folder
+or glob, or a generated ``test://`` pattern, decoded on the CPU with PyAV."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from panoptes.core.element import Properties
+from panoptes.media.reader import DecodedFrame, FrameReader, open_reader
+
+
+class UriSourceProperties(Properties):
+    type: Literal["uri-source"] = Field("uri-source", description="Element kind.")
+    uri: str = Field(
+        description="Path (relative to the config's folder), file://, rtsp://, http(s)://, an image "
+        "folder, a glob such as frames/*.jpg, or test://ball?width=640&height=360&fps=30&frames=300."
+    )
+    name: str | None = Field(None, description="Name shown in logs and output; defaults to the uri.")
+    loop: bool = Field(False, description="Start a file again at its end, forever.")
+    real_time: bool = Field(
+        False, description="Play a file at its own frame rate instead of as fast as the pipeline takes it."
+    )
+    drop_frame_interval: int = Field(
+        1, ge=1, description="Keep only every Nth decoded frame (DeepStream's drop-frame-interval)."
+    )
+    max_frames: int | None = Field(
+        None, ge=1, description="Stop the stream after this many frames (GStreamer's num-buffers)."
+    )
+    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a network stream after this.")
+    queue_size: int = Field(
+        4, ge=1, description="Frames held between this source and the mux; a live stream drops its "
+        "oldest frame when full, a file waits."
+    )
+
+
+class UriSource:
+    """Reads one stream in the pipeline's source thread; see :class:`UriSourceProperties`."""
+
+    kind = "uri-source"
+    Properties: type[Properties] = UriSourceProperties
+
+    def __init__(self, props: UriSourceProperties, *, base_dir: Path) -> None:
+        self.props = props
+        self.name = props.name or props.uri
+        self._reader: FrameReader = open_reader(
+            self.uri_for(props),
+            name=self.name,
+            loop=props.loop,
+            real_time=props.real_time,
+            drop_frame_interval=props.drop_frame_interval,
+            open_timeout_s=props.open_timeout_s,
+            base_dir=base_dir,
+        )
+
+    @staticmethod
+    def uri_for(props: Properties) -> str:
+        assert isinstance(props, UriSourceProperties)
+        return props.uri
+
+    def open(self) -> None:
+        self._reader.open()
+
+    @property
+    def is_live(self) -> bool:
+        return self._reader.is_live
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self._reader.size_wh
+
+    @property
+    def expected_frames(self) -> int | None:
+        """Frames this source will deliver, when known (files that do not loop)."""
+        count = self._reader.frame_count
+        if count is None or self.props.loop:
+            return None
+        return -(-count // self.props.drop_frame_interval)
+
+    @property
+    def corrupt_frames(self) -> int:
+        return self._reader.corrupt_frames
+
+    def frames(self, stop: threading.Event) -> Iterator[DecodedFrame]:
+        return self._reader.frames(stop)
+
+    def close(self) -> None:
+        self._reader.close()
