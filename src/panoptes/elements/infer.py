@@ -121,10 +121,11 @@ class Infer(Element):
         return seen % (self.props.interval + 1) == 0
 
     def process(self, batch: Batch) -> Batch:
+        frames = [frame for frame in batch.frames if self._due(frame)]
+        # A stream's end arrives with (or after) its last frame: forget it only once that is done.
         for event in batch.events:
             if event.kind in ("ended", "removed"):
                 self._frames_seen.pop(event.source_id, None)
-        frames = [frame for frame in batch.frames if self._due(frame)]
         if not frames:
             return batch
         keep_tensors = self.props.output_tensor_meta

@@ -137,7 +137,8 @@ class AvReader(BaseReader):
         assert self._container is not None and self._stream is not None
         container, stream = self._container, self._stream
         decoded_in_pass = 0
-        last_pts_s: float | None = None
+        anchor_pts_s: float | None = None
+        frames_since_anchor = 0
         demux_errors_in_a_row = 0
         finished = False
         while not finished:
@@ -153,15 +154,18 @@ class AvReader(BaseReader):
                         continue
                     for frame in frames:
                         pts_s = frame.time
-                        if pts_s is None and self._native_fps:
-                            # Raw elementary streams (.h264, .h265) carry no timestamps.
+                        if pts_s is not None:
+                            anchor_pts_s, frames_since_anchor = pts_s, 0
+                        elif self._native_fps:
+                            # Raw elementary streams (.h264, .h265) carry no timestamps: count
+                            # frames from the last timestamp seen (or the start) instead.
+                            frames_since_anchor += 1
                             pts_s = (
-                                last_pts_s + 1.0 / self._native_fps
-                                if last_pts_s is not None
-                                else decoded_in_pass / self._native_fps
+                                decoded_in_pass / self._native_fps
+                                if anchor_pts_s is None
+                                else anchor_pts_s + frames_since_anchor / self._native_fps
                             )
                         decoded_in_pass += 1
-                        last_pts_s = pts_s
                         if self.size_wh == (0, 0):
                             self.size_wh = (frame.width, frame.height)
                         yield pts_s, functools.partial(frame.to_ndarray, format="bgr24")

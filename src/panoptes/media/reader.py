@@ -59,7 +59,7 @@ class FrameReader(Protocol):
     """A source of decoded frames.
 
     Attributes (valid after :meth:`open`):
-        uri: the URI it was made from.
+        uri: the URI it was made from (a password in it masked).
         name: the name used in errors and logs (passwords in a URI are masked).
         size_wh: (width, height) of the frames in pixels; (0, 0) before open.
         fps: frames per second of the output, after ``drop_frame_interval``; ``None`` if unknown.

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
 import av
 import av.error
+import av.video.stream
 import cv2
 import numpy as np
 
@@ -104,16 +103,17 @@ def pan_window(
 ) -> tuple[float, float, float]:
     """The crop window at ``progress`` (0 to 1 over the clip): (x0, y0, width) in photo pixels.
 
-    The window has the aspect of ``size_wh``, starts at 90% of the largest window that fits and
-    zooms in to 70%; its centre sweeps right and back, and down and back, on eased paths.
+    The window has the aspect of ``size_wh``, starts at 95% of the largest window that fits and
+    zooms in to 80%; it sweeps right and back, and halfway down and back, on eased paths, so
+    that the subject stays in view.
     """
     photo_width, photo_height = photo_size_wh
     aspect = size_wh[0] / size_wh[1]
     largest_width = min(photo_width, photo_height * aspect)
-    window_width = largest_width * (0.9 - 0.2 * progress)
+    window_width = largest_width * (0.95 - 0.15 * progress)
     window_height = window_width / aspect
     sweep_x = 0.5 - 0.5 * math.cos(2.0 * math.pi * progress)
-    sweep_y = 0.5 - 0.5 * math.cos(math.pi * progress)
+    sweep_y = 0.25 - 0.25 * math.cos(2.0 * math.pi * progress)
     x0 = (photo_width - window_width) * sweep_x
     y0 = (photo_height - window_height) * sweep_y
     return x0, y0, window_width
@@ -131,7 +131,8 @@ def _encode_pan(
     photo_size_wh = (photo_bgr.shape[1], photo_bgr.shape[0])
     # faststart puts the index before the data: the clip plays while it downloads over HTTP.
     with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream: Any = container.add_stream(codec_name, rate=fps)
+        stream = container.add_stream(codec_name, rate=fps)
+        assert isinstance(stream, av.video.stream.VideoStream)
         stream.width, stream.height = size_wh
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = fps

@@ -1,0 +1,343 @@
+"""The detector: pre-processing, the model, its head's parser and post-processing in one object.
+
+Everything about the model is worked out once, when the :class:`Detector` is built (input size,
+batch size, head, classes, labels), and checked there with errors that name the model file; each
+call to :meth:`Detector.detect` then only runs the four stages.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from panoptes.core.errors import ConfigError, ModelError
+from panoptes.core.geometry import Letterbox
+from panoptes.models.backends import Backend, TensorInfo, load_backend
+from panoptes.models.labels import COCO_LABELS, labels_from_metadata, load_labels
+from panoptes.models.parsers import (
+    Candidates,
+    Parser,
+    ParserContext,
+    default_preprocess,
+    detect_head,
+    num_classes_for,
+    resolve_parser,
+)
+from panoptes.models.postprocess import filter_candidates
+from panoptes.models.preprocess import Preprocessor, PreprocessSpec
+from panoptes.models.zoo import resolve_model
+
+__all__ = ["Detections", "Detector", "DetectorResult", "ModelWarning"]
+
+
+class ModelWarning(UserWarning):
+    """A model loads and runs, but something about it is likely not what was meant."""
+
+
+@dataclass
+class Detections:
+    """The detections of one image, in pixels of that image.
+
+    ``xyxy`` float32 [N, 4] (x1, y1, x2, y2, clipped to the image); ``confidence`` float32 [N];
+    ``class_id`` int32 [N]; ``keypoints`` float32 [N, K, 3] (x, y, visibility 0..1) or None.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    keypoints: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+
+@dataclass
+class DetectorResult:
+    """What :meth:`Detector.detect` gives for one image.
+
+    ``letterbox`` maps the image's pixels to network-input pixels. ``tensors`` holds this image's
+    slice of each raw output (without the batch dimension) when asked for with ``keep_tensors``.
+    """
+
+    detections: Detections
+    letterbox: Letterbox
+    tensors: dict[str, np.ndarray] | None = None
+
+
+def _describe_shape(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("?" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def _size_text(width: int | None, height: int | None) -> str:
+    return f"{'?' if width is None else width}×{'?' if height is None else height}"
+
+
+def _metadata_size(metadata: Mapping[str, str]) -> tuple[int, int] | None:
+    """Ultralytics' ``imgsz`` ("[640, 640]", height first) as (width, height)."""
+    try:
+        height, width = (int(v) for v in ast.literal_eval(metadata["imgsz"]))
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        return None
+    return width, height
+
+
+class Detector:
+    """An object detector over BGR frames.
+
+    ``model`` is a path (relative to ``base_dir``) or a zoo name. ``parser`` names the head's
+    parser, a ``"module:function"``, or a function; when None it comes from the zoo entry or is
+    recognised from the outputs. ``preprocess`` overrides fields of the parser's default
+    :class:`PreprocessSpec`. ``labels`` are names, or a labels file; when None they come from the
+    model's metadata, else COCO-80 for an 80-class model. ``threshold`` is the minimum confidence,
+    ``class_thresholds`` overrides it per class id; ``nms_iou`` and ``topk`` bound what is kept.
+
+    Not thread-safe: its buffers are reused from call to call.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        base_dir: Path | None = None,
+        backend: str = "onnxruntime",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        parser: str | Parser | None = None,
+        preprocess: Mapping[str, object] | None = None,
+        labels: Sequence[str] | str | Path | None = None,
+        threshold: float = 0.25,
+        class_thresholds: Mapping[int, float] | None = None,
+        nms_iou: float = 0.45,
+        topk: int = 300,
+        class_agnostic_nms: bool = False,
+    ) -> None:
+        class_thresholds = dict(class_thresholds or {})
+        for place, value in [("threshold", threshold), ("nms_iou", nms_iou)] + [
+            (f"class_thresholds[{key}]", value) for key, value in class_thresholds.items()
+        ]:
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"must be between 0 and 1, got {value}", place)
+        if topk < 1:
+            raise ConfigError(f"must be at least 1, got {topk}", "topk")
+
+        resolved = resolve_model(str(model), base_dir=base_dir)
+        self.model_path: Path = resolved.path
+        self._backend: Backend = load_backend(
+            backend, self.model_path, providers=providers, threads=threads
+        )
+        try:
+            self._build(
+                resolved.entry.parser if parser is None and resolved.entry else parser,
+                dict(preprocess or {}),
+                labels,
+                base_dir,
+                min([threshold, *class_thresholds.values()]),
+            )
+        except BaseException:
+            self._backend.close()
+            raise
+        self._filter_options: dict[str, Any] = {
+            "threshold": threshold,
+            "class_thresholds": class_thresholds,
+            "nms_iou": nms_iou,
+            "topk": topk,
+            "class_agnostic": class_agnostic_nms,
+        }
+
+    def _build(
+        self,
+        parser: str | Parser | None,
+        preprocess: dict[str, object],
+        labels: Sequence[str] | str | Path | None,
+        base_dir: Path | None,
+        min_confidence: float,
+    ) -> None:
+        model = str(self.model_path)
+        image_input = self._check_input(model)
+        metadata = self._backend.metadata
+        output_shapes = [(info.name, info.shape) for info in self._backend.outputs]
+
+        batch = image_input.shape[0]
+        self.batch_size: int | None = batch
+        model_wh = (image_input.shape[3], image_input.shape[2])
+        requested = preprocess.get("input_size_wh")
+        input_size_wh: tuple[int, int]
+        if requested is not None:
+            # PreprocessSpec checks and normalises the value (a list from YAML, say).
+            input_size_wh = PreprocessSpec(cast(Any, requested)).input_size_wh
+            if any(m is not None and m != r for m, r in zip(model_wh, input_size_wh, strict=True)):
+                raise ModelError(
+                    f"model {model} expects {_size_text(*model_wh)} input, config asks for "
+                    f"{_size_text(*input_size_wh)}: leave preprocess input_size_wh out, or "
+                    "re-export the model at that size (or with a dynamic size)"
+                )
+        elif model_wh[0] is not None and model_wh[1] is not None:
+            input_size_wh = (model_wh[0], model_wh[1])
+        else:
+            from_metadata = _metadata_size(metadata)
+            if from_metadata is None:
+                raise ModelError(
+                    f"model {model} has a dynamic input size {_size_text(*model_wh)}: set "
+                    "preprocess input_size_wh (width, height) to the size to run it at"
+                )
+            input_size_wh = from_metadata
+
+        if parser is None:
+            self.parser_name: str = detect_head(output_shapes, metadata, input_size_wh, model=model)
+            self._parser: Parser = resolve_parser(self.parser_name)
+        elif isinstance(parser, str):
+            self.parser_name = parser
+            self._parser = resolve_parser(parser)
+        else:
+            self.parser_name = f"{parser.__module__}:{getattr(parser, '__qualname__', parser)}"
+            self._parser = parser
+
+        spec = default_preprocess(self.parser_name, input_size_wh)
+        self.preprocess: PreprocessSpec = spec.replace(**preprocess)
+        self.input_size_wh: tuple[int, int] = self.preprocess.input_size_wh
+        self._preprocessor = Preprocessor(self.preprocess)
+
+        num_classes = num_classes_for(self.parser_name, output_shapes, metadata)
+        self.labels: list[str] = self._labels(labels, base_dir, num_classes)
+        if num_classes is not None and len(self.labels) < num_classes:
+            warnings.warn(
+                f"model {model} has {num_classes} classes but only {len(self.labels)} labels; "
+                "the others are named class_<id>",
+                ModelWarning,
+                stacklevel=4,
+            )
+        self.num_classes: int | None = num_classes
+        self._context = ParserContext(
+            input_size_wh=self.input_size_wh,
+            num_classes=num_classes if num_classes is not None else (len(self.labels) or None),
+            min_confidence=min_confidence,
+            output_names=tuple(name for name, _ in output_shapes),
+            metadata=dict(metadata),
+        )
+
+    def _check_input(self, model: str) -> TensorInfo:
+        inputs = self._backend.inputs
+        if len(inputs) != 1:
+            described = ", ".join(f"{i.name!r} {_describe_shape(i.shape)}" for i in inputs)
+            raise ModelError(
+                f"model {model} has {len(inputs)} inputs ({described}); a detector takes one "
+                "NCHW image tensor"
+            )
+        image_input = inputs[0]
+        shape = image_input.shape
+        where = f"model {model}: input {image_input.name!r} {_describe_shape(shape)}"
+        if len(shape) != 4:
+            raise ModelError(f"{where} is not a 4-D NCHW image tensor [batch, 3, height, width]")
+        if shape[1] not in (3, None):
+            if shape[3] == 3:
+                raise ModelError(f"{where} looks channels-last (NHWC); export it with NCHW input")
+            raise ModelError(f"{where} has {shape[1]} channels; a detector takes 3 (colour)")
+        if image_input.dtype.kind != "f":
+            raise ModelError(f"{where} takes {image_input.dtype}; a detector feeds float input")
+        return image_input
+
+    def _labels(
+        self,
+        labels: Sequence[str] | str | Path | None,
+        base_dir: Path | None,
+        num_classes: int | None,
+    ) -> list[str]:
+        if isinstance(labels, str | Path):
+            path = Path(labels).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            return load_labels(path)
+        if labels is not None:
+            return [str(label) for label in labels]
+        from_metadata = labels_from_metadata(self._backend.metadata, model=str(self.model_path))
+        if from_metadata:
+            return from_metadata
+        if num_classes == len(COCO_LABELS):
+            return list(COCO_LABELS)
+        return [f"class_{index}" for index in range(num_classes or 0)]
+
+    def label(self, class_id: int) -> str:
+        """The name of ``class_id`` (``class_<id>`` beyond the labels)."""
+        return self.labels[class_id] if 0 <= class_id < len(self.labels) else f"class_{class_id}"
+
+    def detect(
+        self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
+    ) -> list[DetectorResult]:
+        """Detect objects in BGR HWC uint8 ``images``: one result per image, in the same order.
+
+        A model with a dynamic batch dimension runs all the images in one call; a fixed batch
+        runs them in chunks of that size (the last one padded with blank frames).
+        """
+        results: list[DetectorResult] = []
+        step = self.batch_size or max(1, len(images))
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            batch, letterboxes = self._preprocessor(chunk)
+            if self.batch_size is not None and len(chunk) < self.batch_size:
+                blank = np.zeros((self.batch_size - len(chunk), *batch.shape[1:]), np.float32)
+                batch = np.concatenate([batch, blank])
+            outputs = self._backend.run(batch)
+            candidates = self._parser(outputs, self._context)
+            if len(candidates) < len(chunk):
+                raise ModelError(
+                    f"parser {self.parser_name} returned {len(candidates)} results for a batch "
+                    f"of {len(chunk)} images"
+                )
+            for index, (image, letterbox) in enumerate(zip(chunk, letterboxes, strict=True)):
+                kept = filter_candidates(candidates[index], **self._filter_options)
+                tensors = None
+                if keep_tensors:
+                    tensors = {
+                        name: array[index] if array.ndim and len(array) == len(batch) else array
+                        for name, array in outputs.items()
+                    }
+                results.append(
+                    DetectorResult(_to_image(kept, letterbox, image.shape), letterbox, tensors)
+                )
+        return results
+
+    def run_tensors(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model alone on an NCHW float32 ``batch``: its raw outputs by name."""
+        return self._backend.run(batch)
+
+    def close(self) -> None:
+        """Release the model."""
+        self._backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        width, height = self.input_size_wh
+        return (
+            f"Detector({str(self.model_path)!r}, parser={self.parser_name!r}, "
+            f"input={width}×{height}, batch={self.batch_size or 'dynamic'})"
+        )
+
+
+def _to_image(kept: Candidates, letterbox: Letterbox, image_shape: tuple[int, ...]) -> Detections:
+    """Candidates in network pixels -> detections in the pixels of an image of ``image_shape``."""
+    height, width = image_shape[:2]
+    xyxy = letterbox.to_source(kept.xyxy)
+    np.clip(xyxy[:, 0::2], 0.0, width, out=xyxy[:, 0::2])
+    np.clip(xyxy[:, 1::2], 0.0, height, out=xyxy[:, 1::2])
+    keypoints = None
+    if kept.keypoints is not None:
+        keypoints = np.array(kept.keypoints, dtype=np.float32)
+        keypoints[..., 0] = (keypoints[..., 0] - letterbox.pad_xy[0]) / letterbox.scale_xy[0]
+        keypoints[..., 1] = (keypoints[..., 1] - letterbox.pad_xy[1]) / letterbox.scale_xy[1]
+    return Detections(
+        xyxy,
+        np.asarray(kept.confidence, dtype=np.float32),
+        np.asarray(kept.class_id, dtype=np.int32),
+        keypoints,
+    )
