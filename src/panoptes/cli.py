@@ -207,7 +207,7 @@ def models_list() -> None:
 
     for entry, path in list_models():
         where = str(path) if path else "not downloaded"
-        click.echo(f"{entry.name:<14} {entry.licence:<14} {where}")
+        click.echo(f"{entry.name:<14} {entry.license:<14} {where}")
 
 
 @models.command("pull")

@@ -32,12 +32,14 @@ def remux(source: Path, destination: Path, container_format: str, packets: int) 
 
 
 def damage(source: Path, destination: Path, *, chunks: int, chunk_bytes: int, seed: int) -> Path:
-    """Copy ``source`` with ``chunks`` runs of random bytes written over the middle of the file."""
+    """Copy ``source`` with ``chunks`` runs of random bytes spread over 30%..70% of its length.
+
+    For the shared clips that span lies inside the ``mdat`` box: packets are damaged, the
+    container's index is not.
+    """
     data = bytearray(source.read_bytes())
     rng = np.random.default_rng(seed)
-    middle = len(data) // 2
-    for chunk in range(chunks):
-        start = middle + chunk * 200_000
+    for start in np.linspace(0.3 * len(data), 0.7 * len(data) - chunk_bytes, chunks).astype(int):
         data[start : start + chunk_bytes] = rng.integers(0, 256, chunk_bytes, np.uint8).tobytes()
     destination.write_bytes(bytes(data))
     return destination

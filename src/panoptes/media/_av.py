@@ -139,6 +139,7 @@ class AvReader(BaseReader):
         decoded_in_pass = 0
         anchor_pts_s: float | None = None
         frames_since_anchor = 0
+        corrupt_before_pass = self.corrupt_frames
         demux_errors_in_a_row = 0
         finished = False
         while not finished:
@@ -191,9 +192,11 @@ class AvReader(BaseReader):
                     f"reading failed after {decoded_in_pass} frames: {strerror}", source=self.name
                 ) from exc
         expected = self._native_frame_count
-        if not self.is_live and expected and decoded_in_pass < TRUNCATED_BELOW * expected:
+        # Damaged packets arrived too: only frames that never came mean a cut-short file.
+        arrived = decoded_in_pass + self.corrupt_frames - corrupt_before_pass
+        if not self.is_live and expected and arrived < TRUNCATED_BELOW * expected:
             raise SourceError(
-                f"ended after {decoded_in_pass} of {expected} frames: the file looks truncated",
+                f"ended after {arrived} of {expected} frames: the file looks truncated",
                 source=self.name,
             )
 
@@ -270,13 +273,16 @@ def diagnose_unreadable_file(path: Path) -> str:
             f"the file looks truncated or corrupt: it ends inside its {cut_inside!r} box after "
             f"{size} bytes, before the 'moov' index that an MP4 needs: {path}"
         )
-    if "moov" not in boxes:
+    if "moov" not in boxes and boxes[-1] in ("mdat", "free", "skip", "wide"):
         return f"the MP4 has no 'moov' index (a recording that was not finished?): {path}"
     return f"the file looks corrupt: FFmpeg cannot parse its MP4 structure: {path}"
 
 
 def _mp4_top_level_boxes(path: Path, size: int) -> tuple[list[str], str | None]:
-    """Names of an MP4's top-level boxes, and the box the file ends inside of (if it does)."""
+    """Names of an MP4's top-level boxes, and the box the file ends inside of (if it does).
+
+    The walk stops at the first box whose header is not a plausible one (damaged bytes).
+    """
     names: list[str] = []
     offset = 0
     with path.open("rb") as file:
@@ -284,7 +290,9 @@ def _mp4_top_level_boxes(path: Path, size: int) -> tuple[list[str], str | None]:
             file.seek(offset)
             header = file.read(16)
             box_size, kind = struct.unpack(">I4s", header[:8])
-            name = kind.decode("latin-1")
+            if not all(0x20 <= byte < 0x7F for byte in kind):
+                return names, None
+            name = kind.decode("ascii")
             if box_size == 1 and len(header) == 16:
                 (box_size,) = struct.unpack(">Q", header[8:16])
             elif box_size == 0:  # the box runs to the end of the file

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
+
 import av
 import av.error
 import av.video.stream
