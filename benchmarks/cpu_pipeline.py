@@ -90,8 +90,10 @@ def model_only(detector: Detector, streams: list[list[np.ndarray]], repeats: int
 
 def end_to_end(paths: list[Path], frames_per_stream: int, threads: int | None) -> dict[str, Any]:
     config = {
-        "sources": [{"uri": str(p), "max_frames": frames_per_stream, "name": f"cam{i}"}
-                    for i, p in enumerate(paths)],
+        "sources": [
+            {"uri": str(p), "max_frames": frames_per_stream, "name": f"cam{i}"}
+            for i, p in enumerate(paths)
+        ],
         "mux": {"batch_size": len(paths)},
         "infer": [{"name": "detector", "model": "yolox-nano", "threads": threads}],
         "sinks": [{"type": "fakesink"}],
@@ -110,8 +112,13 @@ def end_to_end(paths: list[Path], frames_per_stream: int, threads: int | None) -
     summary = pipeline.run()
     elapsed = time.perf_counter() - began
     errors = [str(m) for m in summary.errors]
-    return {"fps": summary.frames / elapsed, "frames": summary.frames, "elapsed_s": elapsed,
-            "first_output_s": first_output[0] - began if first_output else None, "errors": errors}
+    return {
+        "fps": summary.frames / elapsed,
+        "frames": summary.frames,
+        "elapsed_s": elapsed,
+        "first_output_s": first_output[0] - began if first_output else None,
+        "errors": errors,
+    }
 
 
 def plain_loop(paths: list[Path], frames_per_stream: int, detector: Detector) -> dict[str, Any]:
@@ -164,17 +171,27 @@ def memory_growth(paths: list[Path], total_frames: int, threads: int | None) -> 
     pipeline.stop()
     pipeline.wait()
     growth = marks[total_frames] / marks[500] - 1
-    return {"peak_rss_mb_at_500": marks[500], f"peak_rss_mb_at_{total_frames}": marks[total_frames],
-            "growth": growth, "frames": seen[0]}
+    return {
+        "peak_rss_mb_at_500": marks[500],
+        f"peak_rss_mb_at_{total_frames}": marks[total_frames],
+        "growth": growth,
+        "frames": seen[0],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=300, help="frames per stream (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="model-only repeats (median taken)")
     parser.add_argument("--rss-frames", type=int, default=5000, help="frames of the memory run")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all)")
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "cpu_pipeline.json")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime threads (default: all)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=REPO / "benchmarks" / "results" / "cpu_pipeline.json"
+    )
     args = parser.parse_args()
     os.environ.setdefault("PANOPTES_MODEL_PATH", str(MODELS))
     paths = [VIDEOS / name for name in CLIPS]
@@ -183,13 +200,20 @@ def main() -> None:
     streams = decode_frames(paths, args.frames)
     results: dict[str, Any] = {
         "benchmark": "cpu_pipeline",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
         "inputs": {"streams": CLIPS, "frames_per_stream": args.frames},
-        "model": {"name": "yolox-nano", "path": str(detector.model_path),
-                  "input_size_wh": list(detector.input_size_wh), "batch_size": detector.batch_size,
-                  "threads": args.threads},
+        "model": {
+            "name": "yolox-nano",
+            "path": str(detector.model_path),
+            "input_size_wh": list(detector.input_size_wh),
+            "batch_size": detector.batch_size,
+            "threads": args.threads,
+        },
     }
     print("model only ...", flush=True)
     results["model_only"] = model_only(detector, streams, args.repeats)
@@ -211,14 +235,20 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"model only      {results['model_only']['fps']:7.1f} fps")
-    print(f"end to end      {results['end_to_end']['fps']:7.1f} fps   efficiency "
-          f"{results['pipeline_efficiency']:.2f}")
-    print(f"plain loop      {results['plain_loop']['fps']:7.1f} fps   speed-up "
-          f"{results['speedup_over_plain_loop']:.2f}x")
+    print(
+        f"end to end      {results['end_to_end']['fps']:7.1f} fps   efficiency "
+        f"{results['pipeline_efficiency']:.2f}"
+    )
+    print(
+        f"plain loop      {results['plain_loop']['fps']:7.1f} fps   speed-up "
+        f"{results['speedup_over_plain_loop']:.2f}x"
+    )
     memory = results["memory"]
-    print(f"peak RSS        {memory['peak_rss_mb_at_500']:.0f} MiB at 500 frames, "
-          f"{memory[f'peak_rss_mb_at_{args.rss_frames}']:.0f} MiB at {args.rss_frames} "
-          f"({memory['growth']:+.1%})")
+    print(
+        f"peak RSS        {memory['peak_rss_mb_at_500']:.0f} MiB at 500 frames, "
+        f"{memory[f'peak_rss_mb_at_{args.rss_frames}']:.0f} MiB at {args.rss_frames} "
+        f"({memory['growth']:+.1%})"
+    )
     print(f"written to {args.output}")
 
 

@@ -17,7 +17,9 @@ os.environ.setdefault("PANOPTES_MODEL_PATH", str(MODELS))
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PANOPTES_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 

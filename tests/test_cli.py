@@ -32,8 +32,14 @@ sinks:
 
 
 def panoptes(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PANOPTES, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [*PANOPTES, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 def write(folder: Path, text: str, name: str = "pipeline.yaml") -> Path:
@@ -44,8 +50,17 @@ def write(folder: Path, text: str, name: str = "pipeline.yaml") -> Path:
 
 def test_run_issue_example_short(tmp_path: Path) -> None:
     config = write(tmp_path, ISSUE_EXAMPLE)
-    result = panoptes("run", str(config), "--set", "sources[0].max_frames=30",
-                      "--set", "sources[1].max_frames=30", "--set", "perf.interval_s=1", cwd=tmp_path)
+    result = panoptes(
+        "run",
+        str(config),
+        "--set",
+        "sources[0].max_frames=30",
+        "--set",
+        "sources[1].max_frames=30",
+        "--set",
+        "perf.interval_s=1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "stream" in result.stderr and "total" in result.stderr  # the summary table
     lines = (tmp_path / "out" / "meta.jsonl").read_text().splitlines()  # relative to the config
@@ -54,7 +69,9 @@ def test_run_issue_example_short(tmp_path: Path) -> None:
     assert {r["source"] for r in records} == {f"{VIDEOS}/one-by-one-person-detection.mp4", "shop"}
     first = records[0]
     assert set(first) == {"source_id", "source", "frame_num", "pts_s", "objects"}
-    people = [o for r in records if r["source"] == "shop" for o in r["objects"] if o["label"] == "person"]
+    people = [
+        o for r in records if r["source"] == "shop" for o in r["objects"] if o["label"] == "person"
+    ]
     assert people and set(people[0]) >= {"class_id", "label", "confidence", "bbox", "track_id"}
     assert people[0]["track_id"] is None and people[0]["class_id"] == 0
 
@@ -69,14 +86,17 @@ def test_run_issue_example_as_written(tmp_path: Path) -> None:
 
 
 def test_run_reports_failed_source_and_exits_1(tmp_path: Path) -> None:
-    config = write(tmp_path, f"""
+    config = write(
+        tmp_path,
+        f"""
 sources:
   - uri: {VIDEOS}/person-bicycle-car-detection.mp4
     max_frames: 15
   - uri: nowhere.mp4
     name: ghost
 sinks: [{{type: jsonl, path: meta.jsonl}}]
-""")
+""",
+    )
     result = panoptes("run", str(config), cwd=tmp_path)
     assert result.returncode == 1
     assert "ERROR: ghost: sources[1]: no such file" in result.stderr
@@ -131,15 +151,23 @@ def test_models_list_finds_the_shared_model(tmp_path: Path) -> None:
 
 
 def test_sigterm_stops_cleanly_and_leaves_whole_lines(tmp_path: Path) -> None:
-    config = write(tmp_path, f"""
+    config = write(
+        tmp_path,
+        f"""
 sources:
   - uri: {VIDEOS}/person-bicycle-car-detection.mp4
     loop: true
 infer: [{{model: yolox-nano}}]
 sinks: [{{type: jsonl, path: meta.jsonl}}]
-""")
-    process = subprocess.Popen([*PANOPTES, "run", str(config)], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+""",
+    )
+    process = subprocess.Popen(
+        [*PANOPTES, "run", str(config)],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out = tmp_path / "meta.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
@@ -153,8 +181,17 @@ sinks: [{{type: jsonl, path: meta.jsonl}}]
 
 
 def test_demo_with_generated_clips(tmp_path: Path) -> None:
-    result = panoptes("demo", "--videos", str(tmp_path / "none"), "--max-frames", "12",
-                      "--output", str(tmp_path / "demo.jsonl"), cwd=tmp_path, timeout=300)
+    result = panoptes(
+        "demo",
+        "--videos",
+        str(tmp_path / "none"),
+        "--max-frames",
+        "12",
+        "--output",
+        str(tmp_path / "demo.jsonl"),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
     assert len(records) == 36

@@ -45,17 +45,28 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("mux", [{}, {"width": 640, "height": 640}, {"width": 1280, "height": 720},
-                                 {"width": 500, "height": 300, "keep_aspect": False}])
-def test_boxes_come_back_in_original_pixels(frame_275_folder: Path, tmp_path: Path, mux: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "mux",
+    [
+        {},
+        {"width": 640, "height": 640},
+        {"width": 1280, "height": 720},
+        {"width": 500, "height": 300, "keep_aspect": False},
+    ],
+)
+def test_boxes_come_back_in_original_pixels(
+    frame_275_folder: Path, tmp_path: Path, mux: dict[str, Any]
+) -> None:
     out = tmp_path / "meta.jsonl"
-    pipeline = Pipeline({
-        "sources": [{"uri": str(frame_275_folder), "name": "table"}],
-        "mux": mux,
-        "infer": [{"name": "detector", "model": "yolox-nano", "threshold": 0.5}],
-        "sinks": [{"type": "jsonl", "path": str(out)}],
-        "perf": {"interval_s": 0},
-    })
+    pipeline = Pipeline(
+        {
+            "sources": [{"uri": str(frame_275_folder), "name": "table"}],
+            "mux": mux,
+            "infer": [{"name": "detector", "model": "yolox-nano", "threshold": 0.5}],
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+            "perf": {"interval_s": 0},
+        }
+    )
     summary = pipeline.run()
     assert summary.ok and summary.frames == 1
     (record,) = read_jsonl(out)
@@ -68,16 +79,18 @@ def test_boxes_come_back_in_original_pixels(frame_275_folder: Path, tmp_path: Pa
 def test_two_clips_batched_with_metadata_for_every_frame(tmp_path: Path) -> None:
     out = tmp_path / "meta.jsonl"
     batch_sizes: list[int] = []
-    pipeline = Pipeline({
-        "sources": [
-            {"uri": str(VIDEOS / "one-by-one-person-detection.mp4"), "max_frames": 20},
-            {"uri": str(VIDEOS / "Retail02_short.mp4"), "name": "shop", "max_frames": 20},
-        ],
-        "mux": {"batch_size": 2, "width": 1280, "height": 720, "batched_push_timeout_ms": 40},
-        "infer": [{"name": "detector", "model": "yolox-nano", "threshold": 0.35}],
-        "sinks": [{"type": "jsonl", "path": str(out)}],
-        "perf": {"interval_s": 0},
-    })
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {"uri": str(VIDEOS / "one-by-one-person-detection.mp4"), "max_frames": 20},
+                {"uri": str(VIDEOS / "Retail02_short.mp4"), "name": "shop", "max_frames": 20},
+            ],
+            "mux": {"batch_size": 2, "width": 1280, "height": 720, "batched_push_timeout_ms": 40},
+            "infer": [{"name": "detector", "model": "yolox-nano", "threshold": 0.35}],
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+            "perf": {"interval_s": 0},
+        }
+    )
     pipeline.add_probe("detector", lambda batch: batch_sizes.append(len(batch)))
     summary = pipeline.run()
     assert summary.ok, summary.errors
@@ -91,7 +104,9 @@ def test_two_clips_batched_with_metadata_for_every_frame(tmp_path: Path) -> None
         for obj in record["objects"]:
             x1, y1, x2, y2 = obj["bbox"]
             assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
-    shop_people = [o for r in records if r["source"] == "shop" for o in r["objects"] if o["label"] == "person"]
+    shop_people = [
+        o for r in records if r["source"] == "shop" for o in r["objects"] if o["label"] == "person"
+    ]
     assert len(shop_people) >= 20  # a shop with several people in every frame
     assert max(batch_sizes) == 2
 
@@ -108,18 +123,21 @@ def test_bad_sources_beside_a_good_one(tmp_path: Path) -> None:
     corrupt.write_bytes(bytes(data))
     (tmp_path / "notes.mp4").write_text("not a video")
     out = tmp_path / "meta.jsonl"
-    pipeline = Pipeline({
-        "sources": [
-            {"uri": "person-bicycle-car-detection.mp4", "name": "good"},
-            {"uri": str(truncated), "name": "truncated"},
-            {"uri": str(tmp_path / "missing.mp4"), "name": "missing"},
-            {"uri": str(tmp_path / "notes.mp4"), "name": "text"},
-            {"uri": str(corrupt), "name": "corrupt"},
-        ],
-        "infer": [{"model": "yolox-nano", "interval": 4}],
-        "sinks": [{"type": "jsonl", "path": str(out)}],
-        "perf": {"interval_s": 0},
-    }, base_dir=VIDEOS)
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {"uri": "person-bicycle-car-detection.mp4", "name": "good"},
+                {"uri": str(truncated), "name": "truncated"},
+                {"uri": str(tmp_path / "missing.mp4"), "name": "missing"},
+                {"uri": str(tmp_path / "notes.mp4"), "name": "text"},
+                {"uri": str(corrupt), "name": "corrupt"},
+            ],
+            "infer": [{"model": "yolox-nano", "interval": 4}],
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+            "perf": {"interval_s": 0},
+        },
+        base_dir=VIDEOS,
+    )
     summary = pipeline.run()
     streams = {s.name: s for s in summary.streams}
     assert streams["good"].state == "ended" and streams["good"].frames == 459
@@ -134,15 +152,21 @@ def test_bad_sources_beside_a_good_one(tmp_path: Path) -> None:
     assert sum(1 for r in read_jsonl(out) if r["source"] == "good") == 459
 
 
-def test_probes_change_metadata_drop_frames_and_attach_user_meta(frame_275_folder: Path, tmp_path: Path) -> None:
+def test_probes_change_metadata_drop_frames_and_attach_user_meta(
+    frame_275_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "meta.jsonl"
-    pipeline = Pipeline({
-        "sources": [{"uri": "test://ball?width=320&height=240&fps=10&frames=10", "name": "pattern"},
-                    {"uri": str(frame_275_folder), "name": "table", "loop": True, "max_frames": 10}],
-        "infer": [{"name": "detector", "model": "yolox-nano", "output_tensor_meta": True}],
-        "sinks": [{"type": "jsonl", "path": str(out)}],
-        "perf": {"interval_s": 0},
-    })
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {"uri": "test://ball?width=320&height=240&fps=10&frames=10", "name": "pattern"},
+                {"uri": str(frame_275_folder), "name": "table", "loop": True, "max_frames": 10},
+            ],
+            "infer": [{"name": "detector", "model": "yolox-nano", "output_tensor_meta": True}],
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+            "perf": {"interval_s": 0},
+        }
+    )
     tensor_shapes: list[tuple[int, ...]] = []
 
     def relabel(batch: Batch) -> None:
@@ -176,22 +200,34 @@ def test_interval_skips_inference_per_stream() -> None:
             if frame.meta.inferred_by:
                 inferred[frame.source_name].append(frame.frame_num)
 
-    pipeline = Pipeline({
-        "sources": [{"type": "test-source", "name": "a", "frames": 9, "width": 160, "height": 120},
-                    {"type": "test-source", "name": "b", "frames": 9, "width": 160, "height": 120}],
-        "infer": [{"name": "detector", "interval": 2}],
-        "perf": {"interval_s": 0},
-    })
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {"type": "test-source", "name": "a", "frames": 9, "width": 160, "height": 120},
+                {"type": "test-source", "name": "b", "frames": 9, "width": 160, "height": 120},
+            ],
+            "infer": [{"name": "detector", "interval": 2}],
+            "perf": {"interval_s": 0},
+        }
+    )
     pipeline.add_probe("detector", record)
     assert pipeline.run().ok
     assert inferred == {"a": [0, 3, 6], "b": [0, 3, 6]}
 
 
 def test_sources_added_and_removed_while_running() -> None:
-    pipeline = Pipeline({
-        "sources": [{"uri": "test://ball?width=160&height=120&fps=50", "name": "first", "real_time": True}],
-        "perf": {"interval_s": 0},
-    })
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {
+                    "uri": "test://ball?width=160&height=120&fps=50",
+                    "name": "first",
+                    "real_time": True,
+                }
+            ],
+            "perf": {"interval_s": 0},
+        }
+    )
     seen: dict[str, int] = {}
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
@@ -207,8 +243,9 @@ def test_sources_added_and_removed_while_running() -> None:
     deadline = time.monotonic() + 20
     while seen.get("first", 0) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = pipeline.add_source({"uri": "test://ball?width=200&height=100&fps=50", "name": "second",
-                                  "real_time": True})
+    second = pipeline.add_source(
+        {"uri": "test://ball?width=200&height=100&fps=50", "name": "second", "real_time": True}
+    )
     while seen.get("second", 0) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
     pipeline.remove_source(second)
@@ -225,5 +262,11 @@ def test_sources_added_and_removed_while_running() -> None:
 
 def test_public_api_is_curated() -> None:
     assert set(panoptes.__all__) == {name for name in dir(panoptes) if not name.startswith("_")} - {
-        "core", "config", "elements", "media", "models", "demo", "cli"
+        "core",
+        "config",
+        "elements",
+        "media",
+        "models",
+        "demo",
+        "cli",
     }

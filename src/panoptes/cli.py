@@ -31,10 +31,28 @@ def _format_perf(data: dict[str, Any]) -> str:
 def _summary_table(summary: Any) -> str:
     rows = [("stream", "state", "frames", "fps", "dropped", "corrupt", "errors")]
     for s in summary.streams:
-        rows.append((s.name, s.state, str(s.frames), f"{s.fps:.1f}", str(s.dropped), str(s.corrupt), str(s.errors)))
-    rows.append(("total", "", str(summary.frames), f"{summary.fps:.1f}", "", "", str(len(summary.errors))))
+        rows.append(
+            (
+                s.name,
+                s.state,
+                str(s.frames),
+                f"{s.fps:.1f}",
+                str(s.dropped),
+                str(s.corrupt),
+                str(s.errors),
+            )
+        )
+    rows.append(
+        ("total", "", str(summary.frames), f"{summary.fps:.1f}", "", "", str(len(summary.errors)))
+    )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     return "\n".join(lines) + f"\n{summary.elapsed_s:.1f} s"
@@ -123,10 +141,17 @@ def _load(config: str, overrides: Sequence[str]) -> Any:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-              help="Override a config value, e.g. --set mux.batch_size=4 --set infer[0].threshold=0.5.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
+    help="Override a config value, e.g. --set mux.batch_size=4 --set infer[0].threshold=0.5.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and warnings.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 def run(config: str, overrides: tuple[str, ...], quiet: bool, progress: bool | None) -> None:
     """Run a pipeline from CONFIG (panoptes YAML)."""
     try:
@@ -171,16 +196,27 @@ def inspect(kind: str | None) -> None:
 
 
 @main.command()
-@click.option("--videos", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of clips to use (default: clips made from scikit-image's photos).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("out/demo/meta.jsonl"), show_default=True, help="Metadata output.")
+@click.option(
+    "--videos",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of clips to use (default: clips made from scikit-image's photos).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("out/demo/meta.jsonl"),
+    show_default=True,
+    help="Metadata output.",
+)
 @click.option("--model", default="yolox-nano", show_default=True, help="Detector.")
-@click.option("--max-frames", type=int, default=None, help="Stop each stream after this many frames.")
+@click.option(
+    "--max-frames", type=int, default=None, help="Stop each stream after this many frames."
+)
 def demo(videos: Path | None, output: Path, model: str, max_frames: int | None) -> None:
     """Run the default detector over several sample camera streams."""
-    from panoptes.demo import demo_config
     from panoptes.core.pipeline import Pipeline
+    from panoptes.demo import demo_config
 
     try:
         config = demo_config(videos, output=output, model=model, max_frames=max_frames)

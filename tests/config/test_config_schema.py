@@ -46,16 +46,38 @@ def test_issue_example_parses_with_defaults(tmp_path: Path) -> None:
     [
         ("sources:\n  - name: x\n", "sources[0].uri", "required key is missing"),
         ("sources:\n  - uri: a.mp4\n    lop: true\n", "sources[0].lop", "unknown key"),
-        ("sources:\n  - uri: a.mp4\n  - uri: b.mp4\n    drop_frame_interval: 0\n",
-         "sources[1].drop_frame_interval", "greater than or equal to 1"),
-        ("sources: [{uri: a.mp4}]\ninfer:\n  - threshold: 1.5\n", "infer[0].threshold", "less than or equal"),
-        ("sources: [{uri: a.mp4}]\nmux: {batch_size: -1}\n", "mux.batch_size", "greater than or equal"),
-        ("sources: [{uri: a.mp4}]\nsinks:\n  - path: x.jsonl\n", "sinks[0]", "unknown or missing sink type"),
-        ("sources: [{uri: a.mp4}]\nsinks:\n  - type: jsonl\n", "sinks[0].path", "required key is missing"),
+        (
+            "sources:\n  - uri: a.mp4\n  - uri: b.mp4\n    drop_frame_interval: 0\n",
+            "sources[1].drop_frame_interval",
+            "greater than or equal to 1",
+        ),
+        (
+            "sources: [{uri: a.mp4}]\ninfer:\n  - threshold: 1.5\n",
+            "infer[0].threshold",
+            "less than or equal",
+        ),
+        (
+            "sources: [{uri: a.mp4}]\nmux: {batch_size: -1}\n",
+            "mux.batch_size",
+            "greater than or equal",
+        ),
+        (
+            "sources: [{uri: a.mp4}]\nsinks:\n  - path: x.jsonl\n",
+            "sinks[0]",
+            "unknown or missing sink type",
+        ),
+        (
+            "sources: [{uri: a.mp4}]\nsinks:\n  - type: jsonl\n",
+            "sinks[0].path",
+            "required key is missing",
+        ),
         ("sources: [{type: camera}]\n", "sources[0]", "unknown source type"),
         ("sources: []\n", "sources", "at least 1"),
-        ("sources: [{uri: a.mp4}]\ninfer: [{class_thresholds: {0: 2}}]\n", "infer[0].class_thresholds",
-         "not in [0, 1]"),
+        (
+            "sources: [{uri: a.mp4}]\ninfer: [{class_thresholds: {0: 2}}]\n",
+            "infer[0].class_thresholds",
+            "not in [0, 1]",
+        ),
     ],
 )
 def test_errors_name_their_place(tmp_path: Path, change: str, place: str, words: str) -> None:
@@ -91,7 +113,10 @@ def test_overrides_reach_nested_keys(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "words"),
-    [("mux.batch_size", "expected key.path=value"), ("sources[5].uri=x", "sources[5] does not exist")],
+    [
+        ("mux.batch_size", "expected key.path=value"),
+        ("sources[5].uri=x", "sources[5] does not exist"),
+    ],
 )
 def test_bad_overrides(override: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
@@ -99,7 +124,9 @@ def test_bad_overrides(override: str, words: str) -> None:
 
 
 def test_duplicate_element_names_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"infer\[1\].name: 'det' is already the name of infer\[0\]"):
+    with pytest.raises(
+        ConfigError, match=r"infer\[1\].name: 'det' is already the name of infer\[0\]"
+    ):
         parse_config({"sources": [{"uri": "a"}], "infer": [{"name": "det"}, {"name": "det"}]})
 
 

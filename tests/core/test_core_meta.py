@@ -47,8 +47,14 @@ def test_view_writes_go_to_the_columns() -> None:
 
 def test_keep_renumbers_parents_and_drops_orphans() -> None:
     objects = make_objects()
-    objects.add(np.array([[6, 6, 8, 8], [1, 1, 2, 2]]), np.array([0.7, 0.6]), np.array([5, 5]),
-                ["face", "face"], component_id=2, parent=np.array([1, 0]))
+    objects.add(
+        np.array([[6, 6, 8, 8], [1, 1, 2, 2]]),
+        np.array([0.7, 0.6]),
+        np.array([5, 5]),
+        ["face", "face"],
+        component_id=2,
+        parent=np.array([1, 0]),
+    )
     objects.column("track_age", np.int32)[:] = np.arange(5)
     objects.keep(np.array([False, True, True, True, True]))
     assert objects.labels == ["car", "person", "face", "face"]
@@ -69,8 +75,14 @@ def test_remove_and_bad_mask() -> None:
 
 def test_to_dicts_matches_the_jsonl_schema() -> None:
     record = make_objects().to_dicts()[0]
-    assert record == {"class_id": 0, "label": "person", "confidence": 0.9,
-                      "bbox": [0.0, 0.0, 10.0, 10.0], "track_id": None, "component_id": 1}
+    assert record == {
+        "class_id": 0,
+        "label": "person",
+        "confidence": 0.9,
+        "bbox": [0.0, 0.0, 10.0, 10.0],
+        "track_id": None,
+        "component_id": 1,
+    }
 
 
 def test_letterbox_round_trip_and_composition() -> None:

@@ -14,8 +14,15 @@ from panoptes.elements.mux import Mux, MuxProperties
 
 def make_stream(source_id: int, condition: threading.Condition, maxsize: int = 4) -> Stream:
     stats = StreamStats()
-    return Stream(source_id, f"s{source_id}", "", f"sources[{source_id}]",
-                  FrameQueue(maxsize, condition, stats), stats, state=StreamState.PLAYING)
+    return Stream(
+        source_id,
+        f"s{source_id}",
+        "",
+        f"sources[{source_id}]",
+        FrameQueue(maxsize, condition, stats),
+        stats,
+        state=StreamState.PLAYING,
+    )
 
 
 def make_frame(source_id: int, num: int, size_wh: tuple[int, int] = (64, 48)) -> Frame:

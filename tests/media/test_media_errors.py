@@ -138,15 +138,11 @@ def test_damaged_packets_are_skipped_and_counted(videos: Path, tmp_path: Path) -
     assert reader.corrupt_frames >= 1
 
 
-def test_damage_in_every_frame_still_ends_cleanly(videos: Path, tmp_path: Path) -> None:
+def test_heavy_damage_is_counted_not_taken_for_truncation(videos: Path, tmp_path: Path) -> None:
     clip = damage(ONE_BY_ONE, tmp_path / "shredded.mp4", chunks=60, chunk_bytes=8192, seed=1)
-    reader = open_reader(str(clip), name="cam", drop_frame_interval=10)
+    reader = open_reader(str(clip), drop_frame_interval=10)
     reader.open()
-    try:
-        frames = list(reader.frames())
-    except SourceError as error:  # heavy damage may end it early; a SourceError is fine
-        assert str(error).startswith("cam: ")
-    else:
-        assert len(frames) > 0
-    finally:
-        reader.close()
+    frames = list(reader.frames())
+    reader.close()
+    assert len(frames) > 70  # of 140
+    assert reader.corrupt_frames >= 10

@@ -26,9 +26,7 @@ def test_describes_and_runs_a_model(models_dir: Path) -> None:
         backend.close()
 
 
-def test_metadata_and_dynamic_dimensions(
-    models_dir: Path, mean_model: Callable[..., Path]
-) -> None:
+def test_metadata_and_dynamic_dimensions(models_dir: Path, mean_model: Callable[..., Path]) -> None:
     backend = OnnxRuntimeBackend(models_dir / "yolov8n_int8.onnx")
     assert backend.metadata["task"] == "detect" and "names" in backend.metadata
     backend.close()
@@ -51,7 +49,7 @@ def test_not_an_onnx_model(tmp_path: Path, content: bytes) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="nothing.onnx does not exist"):
+    with pytest.raises(ModelNotFoundError, match=r"nothing\.onnx does not exist"):
         OnnxRuntimeBackend(tmp_path / "nothing.onnx")
 
 

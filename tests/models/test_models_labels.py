@@ -56,5 +56,5 @@ def test_labels_from_metadata(names: str | None, labels: list[str] | None) -> No
 
 @pytest.mark.parametrize("names", ["{0: 'a'", "{'a': 0}", "__import__('os')", "42"])
 def test_labels_from_bad_metadata(names: str) -> None:
-    with pytest.raises(ModelError, match="m.onnx: metadata 'names'"):
+    with pytest.raises(ModelError, match=r"m\.onnx: metadata 'names'"):
         labels_from_metadata({"names": names}, model="m.onnx")

@@ -104,7 +104,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                 node[last] = _parse_value(text)
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {override!r}: {format_place(parts[:-1])} is not a section")
+                raise ConfigError(
+                    f"--set {override!r}: {format_place(parts[:-1])} is not a section"
+                )
             node[last] = _parse_value(text)
     return data
 
@@ -125,10 +127,8 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
 
 
-def load_config(
-    path: str | Path, overrides: Iterable[str] = ()
-) -> tuple[PipelineConfig, Path]:
-    """Read, override and validate a YAML config; returns it with the folder paths are relative to."""
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> tuple[PipelineConfig, Path]:
+    """Read, override and validate a YAML config; returns it and the folder of relative paths."""
     path = Path(path)
     data = read_yaml(path)
     if data is None:

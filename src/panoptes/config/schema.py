@@ -48,6 +48,10 @@ SinkConfig = Annotated[
 ]
 
 
+def _default_sinks() -> list[FakeSinkProperties | JsonlSinkProperties]:
+    return [FakeSinkProperties()]
+
+
 class PerfProperties(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,7 +71,7 @@ class PipelineConfig(BaseModel):
         default_factory=list, description="Models, run in order on each batch."
     )
     sinks: list[SinkConfig] = Field(
-        default_factory=lambda: [FakeSinkProperties()], description="Outputs; default a fakesink."
+        default_factory=_default_sinks, description="Outputs; default a fakesink."
     )
     perf: PerfProperties = Field(default_factory=PerfProperties, description="Performance reports.")
     queue_size: int = Field(2, ge=1, description="Batches held between two elements.")

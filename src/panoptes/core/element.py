@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from panoptes.core.frame import Batch
 
 
-class Properties(BaseModel):
+class ElementProperties(BaseModel):
     """Base of every element's properties: typed, defaulted, documented, unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -43,10 +43,10 @@ class Element:
     """
 
     kind: ClassVar[str]
-    Properties: ClassVar[type[Properties]]
+    Properties: ClassVar[type[ElementProperties]]
     is_sink: ClassVar[bool] = False
 
-    def __init__(self, props: Properties, *, name: str, context: BuildContext) -> None:
+    def __init__(self, props: ElementProperties, *, name: str, context: BuildContext) -> None:
         self.props = props
         self.name = name
         self.context = context

@@ -78,16 +78,22 @@ class Letterbox:
     ) -> np.ndarray:
         """Resize ``image`` (HWC uint8) into a ``dst_wh`` canvas filled with ``pad_value``.
 
-        ``out``, when given, is a [H, W, C] uint8 array to write into (saves an allocation per frame).
+        ``out``, when given, is a [H, W, C] uint8 array to write into (no allocation per frame).
         """
         h, w = image.shape[:2]
         new_w = min(dst_wh[0], max(1, round(w * self.scale_xy[0])))
         new_h = min(dst_wh[1], max(1, round(h * self.scale_xy[1])))
         x0, y0 = int(self.pad_xy[0]), int(self.pad_xy[1])
-        canvas = out if out is not None else np.empty((dst_wh[1], dst_wh[0], image.shape[2]), np.uint8)
+        canvas = (
+            out if out is not None else np.empty((dst_wh[1], dst_wh[0], image.shape[2]), np.uint8)
+        )
         if (new_w, new_h) != dst_wh or x0 or y0:
             canvas[...] = int(pad_value)
         interpolation = cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR
-        cv2.resize(image, (new_w, new_h), dst=canvas[y0 : y0 + new_h, x0 : x0 + new_w],
-                   interpolation=interpolation)
+        cv2.resize(
+            image,
+            (new_w, new_h),
+            dst=canvas[y0 : y0 + new_h, x0 : x0 + new_w],
+            interpolation=interpolation,
+        )
         return canvas

@@ -107,7 +107,11 @@ class Objects:
         self.user_meta.extend([None] * n)
         if keypoints is not None or self.keypoints is not None:
             k = keypoints.shape[1] if keypoints is not None else self.keypoints.shape[1]  # type: ignore[union-attr]
-            old = self.keypoints if self.keypoints is not None else np.zeros((n_before, k, 3), np.float32)
+            old = (
+                self.keypoints
+                if self.keypoints is not None
+                else np.zeros((n_before, k, 3), np.float32)
+            )
             new = keypoints if keypoints is not None else np.zeros((n, k, 3), np.float32)
             self.keypoints = np.concatenate([old, np.asarray(new, np.float32)])
 

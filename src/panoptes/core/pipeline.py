@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from panoptes.core.bus import Bus, Message, MessageType
-from panoptes.core.element import BuildContext, Element, Properties
+from panoptes.core.element import BuildContext, Element, ElementProperties
 from panoptes.core.errors import PanoptesError, PipelineError, SourceError
 from panoptes.core.frame import Batch, Frame, StreamEvent
 from panoptes.core.registry import load_kind
@@ -125,7 +125,7 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: str | Path | Mapping[str, Any], **kwargs: Any) -> Pipeline:
-        """A pipeline from a YAML file path or a config dict (relative paths from the file's folder)."""
+        """A pipeline from a YAML file or a config dict (relative paths from the file's folder)."""
         if isinstance(config, (str, Path)):
             from panoptes.config.loader import load_config
 
@@ -135,7 +135,9 @@ class Pipeline:
 
     # -- building -------------------------------------------------------------------------------
 
-    def _make_element(self, kind: str, props: Properties, *, name: str, place: str, **extra: Any) -> Element:
+    def _make_element(
+        self, kind: str, props: ElementProperties, *, name: str, place: str, **extra: Any
+    ) -> Element:
         cls = load_kind(kind)
         context = BuildContext(bus=self.bus, base_dir=self.base_dir, place=place)
         element: Element = cls(props, name=name, context=context, **extra)
@@ -196,7 +198,7 @@ class Pipeline:
 
     # -- sources --------------------------------------------------------------------------------
 
-    def add_source(self, props: Properties | Mapping[str, Any], *, place: str | None = None) -> int:
+    def add_source(self, props: ElementProperties | Mapping[str, Any], *, place: str | None = None) -> int:
         """Add a source (its properties or a dict like one entry of ``sources``); returns its id."""
         if isinstance(props, Mapping):
             from pydantic import TypeAdapter
@@ -227,7 +229,11 @@ class Pipeline:
         with self._streams_lock:
             self._streams[source_id] = stream
             self._pending_events.append(StreamEvent("added", source_id, name))
-        self.bus.post(Message(MessageType.STREAM_ADDED, name, f"{place}: {stream.uri}", {"source_id": source_id}))
+        self.bus.post(
+            Message(
+                MessageType.STREAM_ADDED, name, f"{place}: {stream.uri}", {"source_id": source_id}
+            )
+        )
         if source is None:
             self._fail_stream(stream, failure or "cannot be created")
             return source_id
@@ -248,7 +254,9 @@ class Pipeline:
         with self._condition:
             stream.state = StreamState.REMOVED
             self._condition.notify_all()
-        self.bus.post(Message(MessageType.STREAM_REMOVED, stream.name, "", {"source_id": source_id}))
+        self.bus.post(
+            Message(MessageType.STREAM_REMOVED, stream.name, "", {"source_id": source_id})
+        )
 
     def streams(self) -> list[Stream]:
         with self._streams_lock:
@@ -264,7 +272,10 @@ class Pipeline:
 
     def _start_source(self, stream: Stream, source: Any) -> None:
         thread = threading.Thread(
-            target=self._run_source, args=(stream, source), name=f"source-{stream.source_id}", daemon=True
+            target=self._run_source,
+            args=(stream, source),
+            name=f"source-{stream.source_id}",
+            daemon=True,
         )
         stream.thread = thread
         thread.start()
@@ -310,7 +321,9 @@ class Pipeline:
         stream.stats.corrupt = source.corrupt_frames
         if stream.stats.corrupt:
             self.bus.warning(
-                stream.name, f"{stream.stats.corrupt} corrupt frame(s) skipped", source_id=stream.source_id
+                stream.name,
+                f"{stream.stats.corrupt} corrupt frame(s) skipped",
+                source_id=stream.source_id,
             )
         with self._condition:
             if stream.state is not StreamState.REMOVED:
@@ -328,7 +341,10 @@ class Pipeline:
         self._start_time = time.monotonic()
         for stage in self._stages:
             stage.thread = threading.Thread(
-                target=self._run_stage, args=(stage,), name=f"element-{stage.element.name}", daemon=True
+                target=self._run_stage,
+                args=(stage,),
+                name=f"element-{stage.element.name}",
+                daemon=True,
             )
             stage.thread.start()
             self._threads.append(stage.thread)
@@ -355,7 +371,12 @@ class Pipeline:
                     events.append(StreamEvent(kind, stream.source_id, stream.name))
                     if kind == "ended":
                         self.bus.post(
-                            Message(MessageType.STREAM_ENDED, stream.name, "", {"source_id": stream.source_id})
+                            Message(
+                                MessageType.STREAM_ENDED,
+                                stream.name,
+                                "",
+                                {"source_id": stream.source_id},
+                            )
                         )
         return events
 
@@ -393,7 +414,9 @@ class Pipeline:
             try:
                 keep = probe(batch)
             except Exception as error:
-                self.bus.error(origin, f"probe {getattr(probe, '__name__', probe)!r} failed: {error!r}")
+                self.bus.error(
+                    origin, f"probe {getattr(probe, '__name__', probe)!r} failed: {error!r}"
+                )
                 continue
             if keep is False:
                 return None
@@ -516,7 +539,7 @@ class Pipeline:
                 break
             now = time.monotonic()
             span = now - last_time
-            streams = {}
+            streams: dict[str, dict[str, Any]] = {}
             for stream in self.streams():
                 frames = stream.stats.frames_out
                 fps = (frames - last.get(stream.source_id, 0)) / span if span > 0 else 0.0
@@ -532,8 +555,10 @@ class Pipeline:
                     "latency_ms_p50": 1000 * latencies[len(latencies) // 2] if latencies else None,
                 }
             last_time = now
-            total = sum(v["fps"] for v in streams.values())
-            self.bus.post(Message(MessageType.PERF, "pipeline", "", {"streams": streams, "total_fps": total}))
+            total = sum(float(v["fps"]) for v in streams.values())
+            self.bus.post(
+                Message(MessageType.PERF, "pipeline", "", {"streams": streams, "total_fps": total})
+            )
 
     def expected_frames(self) -> int | None:
         """Frames the whole run will deliver, when every stream is a file of known length."""

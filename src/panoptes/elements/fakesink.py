@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from panoptes.core.element import Element, Properties
+from panoptes.core.element import Element, ElementProperties
 from panoptes.core.frame import Batch
 
 
-class FakeSinkProperties(Properties):
+class FakeSinkProperties(ElementProperties):
     type: Literal["fakesink"] = Field("fakesink", description="Element kind.")
     name: str | None = Field(None, description="Element name.")
 

@@ -8,56 +8,75 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from panoptes.core.element import Element, Properties
+from panoptes.core.element import Element, ElementProperties
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.meta import TensorMeta
 
 
-class PreprocessOverrides(Properties):
+class PreprocessOverrides(ElementProperties):
     """Changes to the pre-processing the model's head implies; unset fields keep the default."""
 
     input_size_wh: tuple[int, int] | None = Field(
         None, description="Network input (width, height); only for models with dynamic input size."
     )
     keep_ratio: bool | None = Field(None, description="Letterbox (true) or stretch (false).")
-    pad_position: Literal["top-left", "center"] | None = Field(None, description="Where the image sits.")
+    pad_position: Literal["top-left", "center"] | None = Field(
+        None, description="Where the image sits."
+    )
     pad_value: float | None = Field(None, description="Value of the padding pixels.")
-    color_order: Literal["bgr", "rgb"] | None = Field(None, description="Channel order the model takes.")
-    mean: tuple[float, float, float] | None = Field(None, description="Subtracted per channel (offsets).")
+    color_order: Literal["bgr", "rgb"] | None = Field(
+        None, description="Channel order the model takes."
+    )
+    mean: tuple[float, float, float] | None = Field(
+        None, description="Subtracted per channel (offsets)."
+    )
     std: tuple[float, float, float] | None = Field(
         None, description="Divided per channel after the mean (1 / net-scale-factor)."
     )
 
 
-class InferProperties(Properties):
-    name: str | None = Field(None, description="Element name (probes attach by it); default infer<N>.")
+class InferProperties(ElementProperties):
+    name: str | None = Field(
+        None, description="Element name (probes attach by it); default infer<N>."
+    )
     model: str = Field(
-        "yolox-nano", description="A model-zoo name (see `panoptes models list`) or a path to an .onnx file."
+        "yolox-nano",
+        description="A model-zoo name (see `panoptes models list`) or a path to an .onnx file.",
     )
     backend: Literal["onnxruntime"] = Field("onnxruntime", description="Inference backend.")
     device: Literal["cpu", "cuda", "tensorrt"] = Field(
         "cpu", description="onnxruntime execution provider; cuda and tensorrt need onnxruntime-gpu."
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for the backend; default all cores.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for the backend; default all cores."
+    )
     parser: str | None = Field(
-        None, description="Output parser: yolox, yolov5, ultralytics, end2end, nanodet, fastestdet, or "
-        "module:function for your own; default: recognised from the model's outputs."
+        None,
+        description="Output parser: yolox, yolov5, ultralytics, end2end, nanodet, fastestdet, or "
+        "module:function for your own; default: recognised from the model's outputs.",
     )
     labels: str | list[str] | None = Field(
-        None, description="Labels file (one per line) or list; default: the model's metadata, else COCO-80."
+        None,
+        description="Labels file (one per line) or list; default: model metadata, else COCO-80.",
     )
-    threshold: float = Field(0.25, ge=0, le=1, description="Minimum confidence (pre-cluster-threshold).")
+    threshold: float = Field(
+        0.25, ge=0, le=1, description="Minimum confidence (pre-cluster-threshold)."
+    )
     class_thresholds: dict[int, float] = Field(
         default_factory=dict, description="Per-class minimum confidence, by class id."
     )
-    nms_iou: float = Field(0.45, ge=0, le=1, description="IoU above which NMS removes the weaker box.")
+    nms_iou: float = Field(
+        0.45, ge=0, le=1, description="IoU above which NMS removes the weaker box."
+    )
     class_agnostic_nms: bool = Field(False, description="NMS across classes instead of per class.")
     topk: int = Field(300, ge=1, description="Keep at most this many objects per frame.")
     interval: int = Field(
         0, ge=0, description="Frames skipped between inferences, per stream (nvinfer interval)."
     )
     gie_id: int | None = Field(
-        None, ge=1, description="Id stamped on this model's objects (gie-unique-id); default its position."
+        None,
+        ge=1,
+        description="Id stamped on this model's objects (gie-unique-id); default its position.",
     )
     classes: list[int] | None = Field(None, description="Keep only these class ids.")
     preprocess: PreprocessOverrides = Field(
@@ -84,7 +103,7 @@ class Infer(Element):
 
     props: InferProperties
 
-    def __init__(self, props: Properties, *, name: str, context: Any, gie_id: int = 1) -> None:
+    def __init__(self, props: ElementProperties, *, name: str, context: Any, gie_id: int = 1) -> None:
         super().__init__(props, name=name, context=context)
         self.gie_id = self.props.gie_id or gie_id
         self._frames_seen: defaultdict[int, int] = defaultdict(int)

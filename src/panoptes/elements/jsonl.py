@@ -13,12 +13,12 @@ from typing import IO, Any, Literal
 
 from pydantic import Field
 
-from panoptes.core.element import Element, Properties
+from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 
 
-class JsonlSinkProperties(Properties):
+class JsonlSinkProperties(ElementProperties):
     type: Literal["jsonl"] = Field("jsonl", description="Element kind.")
     name: str | None = Field(None, description="Element name.")
     path: str = Field(
@@ -65,7 +65,9 @@ class JsonlSink(Element):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("w", encoding="utf-8")
         except OSError as error:
-            raise ConfigError(f"cannot write {path}: {error.strerror}", f"{self.context.place}.path") from error
+            raise ConfigError(
+                f"cannot write {path}: {error.strerror}", f"{self.context.place}.path"
+            ) from error
         self._owned = True
         self.path = path
 

@@ -14,23 +14,28 @@ from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
-from panoptes.core.element import Properties
+from panoptes.core.element import ElementProperties
 from panoptes.core.frame import Frame
 from panoptes.core.geometry import Letterbox
 from panoptes.core.streams import Stream
 
 
-class MuxProperties(Properties):
+class MuxProperties(ElementProperties):
     batch_size: int = Field(
         0, ge=0, description="Frames per batch; 0 = the number of sources when the pipeline starts."
     )
     batched_push_timeout_ms: float = Field(
         40.0, gt=0, description="Push an incomplete batch this long after its first frame."
     )
-    width: int = Field(0, ge=0, description="Output width in pixels; 0 = keep each frame's own size.")
-    height: int = Field(0, ge=0, description="Output height in pixels; 0 = keep each frame's own size.")
+    width: int = Field(
+        0, ge=0, description="Output width in pixels; 0 = keep each frame's own size."
+    )
+    height: int = Field(
+        0, ge=0, description="Output height in pixels; 0 = keep each frame's own size."
+    )
     keep_aspect: bool = Field(
-        True, description="Keep the aspect ratio and pad (nvstreammux enable-padding); false stretches."
+        True,
+        description="Keep the aspect ratio and pad (nvstreammux enable-padding); false stretches.",
     )
     pad_value: int = Field(0, ge=0, le=255, description="Grey level of the padding.")
 

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from panoptes.core.element import Properties
+from panoptes.core.element import ElementProperties
 from panoptes.elements.uri_source import UriSource
 
 
-class TestSourceProperties(Properties):
+class TestSourceProperties(ElementProperties):
     type: Literal["test-source"] = Field("test-source", description="Element kind.")
     pattern: str = Field("ball", description="The pattern to draw.")
     name: str | None = Field(None, description="Name shown in logs and output.")
@@ -18,7 +18,9 @@ class TestSourceProperties(Properties):
     height: int = Field(360, gt=0, description="Frame height in pixels.")
     fps: float = Field(30.0, gt=0, description="Frame rate, for timestamps and real-time play.")
     frames: int | None = Field(300, ge=1, description="Frames to deliver; null for no end.")
-    real_time: bool = Field(False, description="Deliver at the frame rate instead of as fast as taken.")
+    real_time: bool = Field(
+        False, description="Deliver at the frame rate instead of as fast as taken."
+    )
     loop: bool = False
     drop_frame_interval: int = Field(1, ge=1, description="Keep only every Nth frame.")
     max_frames: int | None = Field(
@@ -30,9 +32,7 @@ class TestSourceProperties(Properties):
     @property
     def uri(self) -> str:
         frames = f"&frames={self.frames}" if self.frames else ""
-        return (
-            f"test://{self.pattern}?width={self.width}&height={self.height}&fps={self.fps:g}{frames}"
-        )
+        return f"test://{self.pattern}?width={self.width}&height={self.height}&fps={self.fps:g}{frames}"
 
 
 class TestSource(UriSource):
@@ -43,6 +43,7 @@ class TestSource(UriSource):
     Properties = TestSourceProperties
 
     @staticmethod
-    def uri_for(props: Properties) -> str:
+    def uri_for(props: ElementProperties) -> str:
         assert isinstance(props, TestSourceProperties)
-        return props.uri
+        uri: str = props.uri
+        return uri

@@ -10,20 +10,24 @@ from typing import Literal
 
 from pydantic import Field
 
-from panoptes.core.element import Properties
+from panoptes.core.element import ElementProperties
 from panoptes.media.reader import DecodedFrame, FrameReader, open_reader
 
 
-class UriSourceProperties(Properties):
+class UriSourceProperties(ElementProperties):
     type: Literal["uri-source"] = Field("uri-source", description="Element kind.")
     uri: str = Field(
-        description="Path (relative to the config's folder), file://, rtsp://, http(s)://, an image "
+        description="Path (relative to the config's folder), file://, rtsp://, http(s)://, an "
+        "image "
         "folder, a glob such as frames/*.jpg, or test://ball?width=640&height=360&fps=30&frames=300."
     )
-    name: str | None = Field(None, description="Name shown in logs and output; defaults to the uri.")
+    name: str | None = Field(
+        None, description="Name shown in logs and output; defaults to the uri."
+    )
     loop: bool = Field(False, description="Start a file again at its end, forever.")
     real_time: bool = Field(
-        False, description="Play a file at its own frame rate instead of as fast as the pipeline takes it."
+        False,
+        description="Play a file at its own frame rate, not as fast as the pipeline takes it.",
     )
     drop_frame_interval: int = Field(
         1, ge=1, description="Keep only every Nth decoded frame (DeepStream's drop-frame-interval)."
@@ -31,10 +35,14 @@ class UriSourceProperties(Properties):
     max_frames: int | None = Field(
         None, ge=1, description="Stop the stream after this many frames (GStreamer's num-buffers)."
     )
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a network stream after this.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, description="Give up opening a network stream after this."
+    )
     queue_size: int = Field(
-        4, ge=1, description="Frames held between this source and the mux; a live stream drops its "
-        "oldest frame when full, a file waits."
+        4,
+        ge=1,
+        description="Frames held between this source and the mux; a live stream drops its "
+        "oldest frame when full, a file waits.",
     )
 
 
@@ -42,7 +50,7 @@ class UriSource:
     """Reads one stream in the pipeline's source thread; see :class:`UriSourceProperties`."""
 
     kind = "uri-source"
-    Properties: type[Properties] = UriSourceProperties
+    Properties: type[ElementProperties] = UriSourceProperties
 
     def __init__(self, props: UriSourceProperties, *, base_dir: Path) -> None:
         self.props = props
@@ -58,9 +66,10 @@ class UriSource:
         )
 
     @staticmethod
-    def uri_for(props: Properties) -> str:
+    def uri_for(props: ElementProperties) -> str:
         assert isinstance(props, UriSourceProperties)
-        return props.uri
+        uri: str = props.uri
+        return uri
 
     def open(self) -> None:
         self._reader.open()
