@@ -23,8 +23,17 @@ def _echo(text: str) -> None:
     click.echo(text, err=True)
 
 
+def _short(name: str) -> str:
+    """A stream's name for a console line: a long path or URL shortened to its last part."""
+    if len(name) <= 24 or "/" not in name:
+        return name
+    return name.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or name
+
+
 def _format_perf(data: dict[str, Any]) -> str:
-    parts = [f"{name} {v['fps']:.1f} ({v['avg_fps']:.1f})" for name, v in data["streams"].items()]
+    parts = [
+        f"{_short(name)} {v['fps']:.1f} ({v['avg_fps']:.1f})" for name, v in data["streams"].items()
+    ]
     return f"**PERF: total {data['total_fps']:.1f} fps | " + " | ".join(parts)
 
 
@@ -33,7 +42,7 @@ def _summary_table(summary: Any) -> str:
     for s in summary.streams:
         rows.append(
             (
-                s.name,
+                _short(s.name),
                 s.state,
                 str(s.frames),
                 f"{s.fps:.1f}",

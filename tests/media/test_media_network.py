@@ -16,6 +16,7 @@ from media_clips import ONE_BY_ONE
 
 from panoptes.core.errors import SourceError
 from panoptes.media import open_reader
+from panoptes.media._av import network_url_and_options
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -141,3 +142,28 @@ def test_a_stream_that_stalls_times_out_while_reading(stalling_url: str) -> None
         frames.extend(reader.frames())
     reader.close()
     assert len(frames) > 50
+
+
+@pytest.mark.parametrize(
+    ("uri", "url", "options"),
+    [
+        (
+            "rtsp://cam/live?channel=2",
+            "rtsp://cam/live?channel=2",
+            {"rtsp_transport": "tcp", "timeout": "3000000"},
+        ),
+        (
+            "rtsp://cam/live?transport=udp&channel=2",
+            "rtsp://cam/live?channel=2",
+            {"rtsp_transport": "udp", "timeout": "3000000"},
+        ),
+        (
+            "https://host/a.m3u8",
+            "https://host/a.m3u8",
+            {"timeout": "3000000", "rw_timeout": "3000000"},
+        ),
+        ("srt://host:9000", "srt://host:9000", {"rw_timeout": "3000000"}),
+    ],
+)
+def test_network_options(uri: str, url: str, options: dict[str, str]) -> None:
+    assert network_url_and_options(uri, 3.0, source="cam") == (url, options)

@@ -212,3 +212,11 @@ def test_the_default_name_hides_a_password() -> None:
     assert reader.name == "rtsp://admin:***@10.0.0.7:554/stream1"
     assert "hunter2" not in reader.uri
     assert mask_password("rtsp://10.0.0.7/x") == "rtsp://10.0.0.7/x"
+
+
+def test_reopening_starts_over(clip_100_frames: Path) -> None:
+    reader = open_reader(str(clip_100_frames))
+    first = read_all(reader)
+    second = read_all(reader)
+    assert [frame.index for frame in second] == [frame.index for frame in first]
+    assert second[-1].pts_s == first[-1].pts_s

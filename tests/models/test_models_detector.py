@@ -52,6 +52,8 @@ def test_yolox_nano(yolox: Detector, astronaut: np.ndarray, chelsea: np.ndarray)
     assert yolox.label(CAT) == "cat" and yolox.label(1000) == "class_1000"
     assert detections.xyxy.dtype == np.float32 and detections.class_id.dtype == np.int32
     assert detections.xyxy.min() >= 0 and detections.xyxy[:, 2].max() <= chelsea.shape[1]
+    raw = yolox.run_tensors(np.zeros((1, 3, 416, 416), np.float32))
+    assert raw["output"].shape == (1, 3549, 85)
 
 
 def test_batch_gives_what_one_by_one_gives(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import shutil
 import socket
 import threading
@@ -93,7 +94,7 @@ def test_zoo_name_found_on_the_model_path(
     monkeypatch.setenv("PANOPTES_OFFLINE", "1")
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setenv("PANOPTES_MODEL_PATH", f"{empty}:{models_dir}")
+    monkeypatch.setenv("PANOPTES_MODEL_PATH", os.pathsep.join([str(empty), str(models_dir)]))
     resolved = resolve_model("yolox-nano")
     assert resolved.path == models_dir / "yolox_nano.onnx"
     assert resolved.entry is ZOO["yolox-nano"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -66,8 +67,6 @@ class AvReader(BaseReader):
             path = Path(self._url)
             if not path.exists():
                 raise SourceError(f"no such file: {path}", source=self.name)
-            if not path.is_file():
-                raise SourceError(f"not a regular file: {path}", source=self.name)
         container, stream = self._open_container()
         self._container, self._stream = container, stream
         self.size_wh = (stream.codec_context.width, stream.codec_context.height)
@@ -97,7 +96,10 @@ class AvReader(BaseReader):
             raise SourceError(reason, source=self.name) from exc
         stream = container.streams.best("video")
         if not isinstance(stream, av.video.stream.VideoStream):
-            kinds = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams)
+            kinds = ", ".join(
+                f"{other.type} {getattr(other.codec_context, 'name', '?')}"
+                for other in container.streams
+            )
             container.close()
             raise SourceError(f"no video stream (it has: {kinds or 'no streams'})", self.name)
         if stream.codec_context is None:
@@ -125,6 +127,9 @@ class AvReader(BaseReader):
                 return f"{host} has no such stream ({strerror}): check the path in the URI"
             if isinstance(exc, av.error.InvalidDataError):
                 return f"what {host} sends is not a stream FFmpeg can read"
+            if not _resolves(self._url):
+                # FFmpeg reports a failed name lookup as a bare input/output error.
+                return f"cannot resolve the host name {urlsplit(self._url).hostname!r}"
             return f"cannot open the stream at {host}: {strerror}"
         path = Path(self._url)
         if isinstance(exc, PermissionError):
@@ -250,6 +255,17 @@ def network_url_and_options(
     if scheme in ("http", "https"):
         return url, {"timeout": timeout_us, "rw_timeout": timeout_us}
     return url, {"rw_timeout": timeout_us}
+
+
+def _resolves(url: str) -> bool:
+    hostname = urlsplit(url).hostname
+    if not hostname:
+        return True
+    try:
+        socket.getaddrinfo(hostname, None)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
 def _host_of(url: str) -> str:

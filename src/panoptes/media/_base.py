@@ -131,6 +131,9 @@ class BaseReader:
         """Open the source and read its properties; raises :class:`SourceError` on failure."""
         if self._opened:
             return
+        self.corrupt_frames = 0
+        self._decoded = self._next_index = 0
+        self._pts_offset_s, self._next_pass_start_s = 0.0, None
         self._open()
         self._opened = True
         self.fps = (
@@ -171,7 +174,10 @@ class BaseReader:
         :meth:`open` was not called. Raises :class:`SourceError` when reading fails.
         """
         self.open()
-        pacer = RealTimePacer() if self._real_time and not self.is_live else None
+        pacer = None
+        if self._real_time and not self.is_live:
+            # A slow source (a slideshow at 0.1 fps) has long gaps that are not pts jumps.
+            pacer = RealTimePacer(max_lead_s=max(5.0, 2.0 * self._frame_period_s()))
         while True:
             decoded_in_pass = 0
             last_pts_s: float | None = None

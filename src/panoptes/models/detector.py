@@ -210,7 +210,7 @@ class Detector:
                 f"model {model} has {num_classes} classes but only {len(self.labels)} labels; "
                 "the others are named class_<id>",
                 ModelWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         self.num_classes: int | None = num_classes
         self._context = ParserContext(

@@ -36,6 +36,7 @@ __all__ = [
     "TensorShape",
     "default_preprocess",
     "detect_head",
+    "grid_cells",
     "num_classes_for",
     "parse_end2end",
     "parse_fastestdet",

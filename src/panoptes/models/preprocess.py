@@ -142,7 +142,7 @@ class Preprocessor:
         if spec.color_order == "rgb":
             channels_first = channels_first[:, ::-1]
         # One pass over the whole batch: cast, then scale and shift in place.
-        np.copyto(out, channels_first, casting="unsafe")
+        np.copyto(out, channels_first)
         if not self._identity:
             out *= self._scale
             out += self._offset

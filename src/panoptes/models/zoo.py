@@ -134,11 +134,17 @@ def download(entry: ModelEntry, folder: Path | None = None) -> Path:
     if _offline():
         raise _missing(entry, "downloads are off (PANOPTES_OFFLINE is set)")
     folder = folder if folder is not None else cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / entry.filename
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept past the block, renamed at the end
-        dir=folder, prefix=f".{entry.filename}.", suffix=".part", delete=False
-    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed at the end
+            dir=folder, prefix=f".{entry.filename}.", suffix=".part", delete=False
+        )
+    except OSError as exc:
+        raise ModelError(
+            f"model {entry.name!r}: cannot write to the model cache {folder} ({exc}); point "
+            "PANOPTES_CACHE_DIR at a writable folder"
+        ) from exc
     partial = Path(handle.name)
     try:
         digest = hashlib.sha256()
