@@ -21,6 +21,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 
 from panoptes import Pipeline
+from panoptes.elements.infer import default_threads
 from panoptes.media.reader import open_reader
 from panoptes.models.detector import Detector
 from panoptes.models.preprocess import preprocess_batch
@@ -192,11 +195,16 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=REPO / "benchmarks" / "results" / "cpu_pipeline.json"
     )
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("PANOPTES_MODEL_PATH", str(MODELS))
     paths = [VIDEOS / name for name in CLIPS]
+    if args.memory_only:
+        print(json.dumps(memory_growth(paths, args.rss_frames, args.threads)))
+        return
 
-    detector = Detector("yolox-nano", threads=args.threads)
+    threads = args.threads or default_threads()
+    detector = Detector("yolox-nano", threads=threads)
     streams = decode_frames(paths, args.frames)
     results: dict[str, Any] = {
         "benchmark": "cpu_pipeline",
@@ -219,14 +227,34 @@ def main() -> None:
     results["model_only"] = model_only(detector, streams, args.repeats)
     del streams
     print("end to end ...", flush=True)
-    results["end_to_end"] = end_to_end(paths, args.frames, args.threads)
+    results["end_to_end"] = end_to_end(paths, args.frames, threads)
     print("plain loop ...", flush=True)
-    results["plain_loop"] = plain_loop(paths, args.frames, detector)
     detector.close()
+    # A user's loop gets onnxruntime's own default threading (all cores); the same loop with the
+    # pipeline's thread count is reported too.
+    with Detector("yolox-nano") as user_detector:
+        results["plain_loop"] = plain_loop(paths, args.frames, user_detector)
+    with Detector("yolox-nano", threads=threads) as user_detector:
+        results["plain_loop_same_threads"] = plain_loop(paths, args.frames, user_detector)
     results["pipeline_efficiency"] = results["end_to_end"]["fps"] / results["model_only"]["fps"]
     results["speedup_over_plain_loop"] = results["end_to_end"]["fps"] / results["plain_loop"]["fps"]
     print("memory ...", flush=True)
-    results["memory"] = memory_growth(paths, args.rss_frames, args.threads)
+    # In a process of its own: the peak RSS of this one already holds the decoded frames above.
+    memory_run = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--memory-only",
+            "--rss-frames",
+            str(args.rss_frames),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results["memory"] = json.loads(memory_run.stdout.strip().splitlines()[-1])
     results["targets"] = {
         "pipeline_efficiency >= 0.8": results["pipeline_efficiency"] >= 0.8,
         "speedup_over_plain_loop >= 1.2": results["speedup_over_plain_loop"] >= 1.2,

@@ -125,7 +125,7 @@ def test_loop_continues_index_and_pts_past_the_end(clip_100_frames: Path) -> Non
 def test_drop_frame_interval_keeps_decoded_frames_0_n_2n(clip_100_frames: Path) -> None:
     reader = open_reader(str(clip_100_frames), drop_frame_interval=5)
     frames = read_all(reader)
-    assert (reader.fps, reader.frame_count) == (2.0, 20)
+    assert (reader.fps, reader.frame_count) == (10.0, 100)  # of the stream, before dropping
     assert [frame.index for frame in frames] == list(range(20))
     assert [frame.pts_s for frame in frames] == pytest.approx([i * 0.5 for i in range(20)])
 

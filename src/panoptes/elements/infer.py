@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from typing import Any, Literal
 
@@ -48,7 +49,9 @@ class InferProperties(ElementProperties):
         "cpu", description="onnxruntime execution provider; cuda and tensorrt need onnxruntime-gpu."
     )
     threads: int | None = Field(
-        None, ge=1, description="CPU threads for the backend; default all cores."
+        None,
+        ge=1,
+        description="CPU threads for the backend; default half the cores (the rest decode).",
     )
     parser: str | None = Field(
         None,
@@ -95,6 +98,12 @@ class InferProperties(ElementProperties):
         return value
 
 
+def default_threads() -> int:
+    """Half the cores: a small detector gains little from more intra-op threads, while the
+    decoders, scaling and parsing need the other half (measured in benchmarks/cpu_pipeline.py)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Infer(Element):
     """Detects objects in every frame (or every ``interval + 1``-th frame of each stream)."""
 
@@ -103,7 +112,9 @@ class Infer(Element):
 
     props: InferProperties
 
-    def __init__(self, props: ElementProperties, *, name: str, context: Any, gie_id: int = 1) -> None:
+    def __init__(
+        self, props: ElementProperties, *, name: str, context: Any, gie_id: int = 1
+    ) -> None:
         super().__init__(props, name=name, context=context)
         self.gie_id = self.props.gie_id or gie_id
         self._frames_seen: defaultdict[int, int] = defaultdict(int)
@@ -123,7 +134,7 @@ class Infer(Element):
             base_dir=self.context.base_dir,
             backend=props.backend,
             providers=providers,
-            threads=props.threads,
+            threads=props.threads or default_threads(),
             parser=props.parser,
             preprocess=overrides or None,
             labels=labels,

@@ -54,10 +54,10 @@ class UriSource:
 
     def __init__(self, props: UriSourceProperties, *, base_dir: Path) -> None:
         self.props = props
-        self.name = props.name or props.uri
+        # The reader names an unnamed stream by its URI with any password masked.
         self._reader: FrameReader = open_reader(
             self.uri_for(props),
-            name=self.name,
+            name=props.name,
             loop=props.loop,
             real_time=props.real_time,
             drop_frame_interval=props.drop_frame_interval,
@@ -70,6 +70,10 @@ class UriSource:
         assert isinstance(props, UriSourceProperties)
         uri: str = props.uri
         return uri
+
+    @property
+    def name(self) -> str:
+        return self._reader.name
 
     def open(self) -> None:
         self._reader.open()

@@ -7,7 +7,6 @@ those passes into one stream whose ``index`` and ``pts_s`` keep increasing.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,13 +135,9 @@ class BaseReader:
         self._pts_offset_s, self._next_pass_start_s = 0.0, None
         self._open()
         self._opened = True
-        self.fps = (
-            self._native_fps / self._drop_frame_interval if self._native_fps is not None else None
-        )
-        if self._native_frame_count is not None and not self._loop and not self.is_live:
-            self.frame_count = math.ceil(self._native_frame_count / self._drop_frame_interval)
-        else:
-            self.frame_count = None
+        self.fps = self._native_fps
+        looping_or_live = self._loop or self.is_live
+        self.frame_count = None if looping_or_live else self._native_frame_count
 
     def close(self) -> None:
         """Release the source. Call it after :meth:`frames` has returned; closing twice is fine."""

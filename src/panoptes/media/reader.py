@@ -62,10 +62,11 @@ class FrameReader(Protocol):
         uri: the URI it was made from (a password in it masked).
         name: the name used in errors and logs (passwords in a URI are masked).
         size_wh: (width, height) of the frames in pixels; (0, 0) before open.
-        fps: frames per second of the output, after ``drop_frame_interval``; ``None`` if unknown.
-        frame_count: frames :meth:`frames` is expected to yield, from the container header
-            (an estimate: a header may count a few frames that do not decode); ``None`` when
-            unknown, live or looping.
+        fps: frames per second of the stream, before ``drop_frame_interval`` (the output has
+            ``fps / drop_frame_interval``); ``None`` if unknown.
+        frame_count: frames in the stream, before ``drop_frame_interval``, from the container
+            header or its duration (a header may count a few frames that do not decode);
+            ``None`` when unknown, live or looping.
         is_live: True for a network stream that reports no duration.
         corrupt_frames: packets or images that failed to decode and were skipped.
     """
