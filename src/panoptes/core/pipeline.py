@@ -20,6 +20,7 @@ from panoptes.core.bus import Bus, Message, MessageType
 from panoptes.core.element import BuildContext, Element, ElementProperties
 from panoptes.core.errors import PanoptesError, PipelineError, SourceError
 from panoptes.core.frame import Batch, Frame, StreamEvent
+from panoptes.core.memory import pin_mmap_threshold
 from panoptes.core.registry import load_kind
 from panoptes.core.streams import FrameQueue, Stream, StreamState, StreamStats
 
@@ -149,22 +150,28 @@ class Pipeline:
             return
         config = self.config
         queue_size = config.queue_size
+        place = ""
         try:
             for index, props in enumerate(config.infer):
+                place = f"infer[{index}]"
                 name = props.name or f"infer{index}"
                 element = self._make_element(
-                    "infer", props, name=name, place=f"infer[{index}]", gie_id=index + 1
+                    "infer", props, name=name, place=place, gie_id=index + 1
                 )
                 self._stages.append(_Stage(element, queue_size))
                 element.build()
             for index, sink in enumerate(config.sinks):
+                place = f"sinks[{index}]"
                 name = sink.name or f"{sink.type}{index}"
-                element = self._make_element(sink.type, sink, name=name, place=f"sinks[{index}]")
+                element = self._make_element(sink.type, sink, name=name, place=place)
                 self._stages.append(_Stage(element, queue_size))
                 element.build()
-        except BaseException:
+        except BaseException as error:
             for stage in self._stages:
                 stage.element.close()
+            # Keep the error's type (callers catch ModelError, ConfigError...) but say where.
+            if isinstance(error, PanoptesError) and not str(error).startswith(place):
+                error.args = (f"{place}: {error}",)
             raise
         processing = [s for s in self._stages if not s.element.is_sink]
         sinks = [s for s in self._stages if s.element.is_sink]
@@ -198,7 +205,9 @@ class Pipeline:
 
     # -- sources --------------------------------------------------------------------------------
 
-    def add_source(self, props: ElementProperties | Mapping[str, Any], *, place: str | None = None) -> int:
+    def add_source(
+        self, props: ElementProperties | Mapping[str, Any], *, place: str | None = None
+    ) -> int:
         """Add a source (its properties or a dict like one entry of ``sources``); returns its id."""
         if isinstance(props, Mapping):
             from pydantic import TypeAdapter
@@ -337,6 +346,7 @@ class Pipeline:
         if self._started:
             raise PipelineError("the pipeline was already started")
         self.build()
+        pin_mmap_threshold()
         self._started = True
         self._start_time = time.monotonic()
         for stage in self._stages:
