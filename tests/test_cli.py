@@ -99,7 +99,7 @@ sinks: [{{type: jsonl, path: meta.jsonl}}]
     )
     result = panoptes("run", str(config), cwd=tmp_path)
     assert result.returncode == 1
-    assert "ERROR: ghost: sources[1]: no such file" in result.stderr
+    assert "ERROR: ghost: sources[1].uri: no such file" in result.stderr
     assert len((tmp_path / "meta.jsonl").read_text().splitlines()) == 15
 
 
@@ -150,7 +150,10 @@ def test_models_list_finds_the_shared_model(tmp_path: Path) -> None:
     assert "yolox_nano.onnx" in line
 
 
-def test_sigterm_stops_cleanly_and_leaves_whole_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_leaves_whole_lines(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     config = write(
         tmp_path,
         f"""
@@ -172,10 +175,11 @@ sinks: [{{type: jsonl, path: meta.jsonl}}]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
-    assert "SIGTERM: stopping" in stderr
+    assert f"{signum.name}: stopping" in stderr
+    assert "total" in stderr  # the summary was printed
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records and [r["frame_num"] for r in records] == list(range(len(records)))
 

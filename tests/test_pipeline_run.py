@@ -146,8 +146,8 @@ def test_bad_sources_beside_a_good_one(tmp_path: Path) -> None:
         assert streams[name].state == "failed" and streams[name].frames == 0
     errors = {m.origin: m.text for m in summary.errors}
     assert set(errors) >= {"truncated", "missing", "text"}
-    assert errors["missing"].startswith("sources[2]: ") and "no such file" in errors["missing"]
-    assert errors["truncated"].startswith("sources[1]: ")
+    assert errors["missing"].startswith("sources[2].uri: ") and "no such file" in errors["missing"]
+    assert errors["truncated"].startswith("sources[1].uri: ")
     assert not summary.ok
     assert sum(1 for r in read_jsonl(out) if r["source"] == "good") == 459
 

@@ -32,7 +32,7 @@ def _short(name: str) -> str:
 
 def _format_perf(data: dict[str, Any]) -> str:
     parts = [
-        f"{_short(name)} {v['fps']:.1f} ({v['avg_fps']:.1f})" for name, v in data["streams"].items()
+        f"{_short(v['name'])} {v['fps']:.1f} ({v['avg_fps']:.1f})" for v in data["streams"].values()
     ]
     return f"**PERF: total {data['total_fps']:.1f} fps | " + " | ".join(parts)
 
@@ -75,7 +75,7 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
 
     def on_message(message: Message) -> None:
         if message.type is MessageType.PERF:
-            if quiet or bar is not None:
+            if quiet:
                 return
             text = _format_perf(message.data)
         elif message.type in (MessageType.ERROR, MessageType.WARNING):
@@ -91,16 +91,14 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
                 _echo(text)
 
     pipeline.bus.subscribe(on_message)
-    stop_requests = 0
+    stop_requests: list[str] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stop_requests
-        stop_requests += 1
-        if stop_requests > 1:
-            _echo("stopping now")
+        # Only note it: the handler runs between bytecodes of the main thread, which may hold the
+        # pipeline's locks at that moment; the loop below does the stopping.
+        stop_requests.append(signal.Signals(signum).name)
+        if len(stop_requests) > 1:
             os._exit(130)
-        _echo(f"{signal.Signals(signum).name}: stopping (again to quit at once)")
-        pipeline.stop()
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = {}
@@ -110,7 +108,13 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
     try:
         pipeline.start()
         show_bar = progress if progress is not None else (sys.stderr.isatty() and not quiet)
+        stopping = False
         while not pipeline.wait(0.25):
+            if stop_requests and not stopping:
+                stopping = True
+                with lock:
+                    _echo(f"{stop_requests[0]}: stopping (again to quit at once)")
+                pipeline.stop()
             if show_bar and bar is None:
                 total = pipeline.expected_frames()
                 if total:

@@ -81,7 +81,6 @@ def test_to_dicts_matches_the_jsonl_schema() -> None:
         "confidence": 0.9,
         "bbox": [0.0, 0.0, 10.0, 10.0],
         "track_id": None,
-        "component_id": 1,
     }
 
 

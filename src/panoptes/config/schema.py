@@ -75,6 +75,11 @@ class PipelineConfig(BaseModel):
     )
     perf: PerfProperties = Field(default_factory=PerfProperties, description="Performance reports.")
     queue_size: int = Field(2, ge=1, description="Batches held between two elements.")
+    keep_alive: bool = Field(
+        False,
+        description="Keep running when every source has ended, for sources added at run time; "
+        "stop with Ctrl-C or SIGTERM.",
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

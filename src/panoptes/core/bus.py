@@ -7,9 +7,9 @@ application reads them with :meth:`Bus.poll` or receives them in a subscribed ca
 from __future__ import annotations
 
 import enum
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,23 +44,42 @@ Subscriber = Callable[[Message], None]
 
 
 class Bus:
-    """A thread-safe message bus. ``poll`` and subscribers each see every message."""
+    """A thread-safe message bus. ``poll`` and subscribers each see every message.
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Message] = queue.Queue()
+    Unread messages are kept up to ``backlog`` (the oldest go first), so an application that
+    never polls does not grow; ``history`` keeps the last ``backlog`` messages other than PERF,
+    and ``errors()`` every error (up to ``backlog``) for the run's summary.
+    """
+
+    def __init__(self, backlog: int = 10_000) -> None:
+        self._unread: deque[Message] = deque(maxlen=backlog)
+        self._arrived = threading.Condition()
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
-        self.history: list[Message] = []
-        """Every message but PERF, for summaries and tests."""
+        self.history: deque[Message] = deque(maxlen=backlog)
+        """The latest messages but PERF, for summaries and tests."""
+        self._errors: deque[Message] = deque(maxlen=backlog)
+        self.subscriber_failures = 0
+        """Exceptions raised by subscribers: counted, never passed to the posting element."""
 
     def post(self, message: Message) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
             if message.type is not MessageType.PERF:
                 self.history.append(message)
-        self._queue.put(message)
+            if message.type is MessageType.ERROR:
+                self._errors.append(message)
+        with self._arrived:
+            self._unread.append(message)
+            self._arrived.notify_all()
         for subscriber in subscribers:
-            subscriber(message)
+            # A subscriber runs in the posting element's thread: its failure (a closed stdout,
+            # a bug) must not take that element down.
+            try:
+                subscriber(message)
+            except Exception:
+                with self._lock:
+                    self.subscriber_failures += 1
 
     def error(self, origin: str, text: str, **data: Any) -> None:
         self.post(Message(MessageType.ERROR, origin, text, data))
@@ -69,7 +88,10 @@ class Bus:
         self.post(Message(MessageType.WARNING, origin, text, data))
 
     def subscribe(self, callback: Subscriber) -> None:
-        """Call ``callback(message)`` for every later message, in the posting thread."""
+        """Call ``callback(message)`` for every later message, in the posting thread.
+
+        Keep it short: it runs in the thread of the element that posted the message.
+        """
         with self._lock:
             self._subscribers.append(callback)
 
@@ -78,12 +100,12 @@ class Bus:
             self._subscribers.remove(callback)
 
     def poll(self, timeout_s: float | None = None) -> Message | None:
-        """The next message, waiting up to ``timeout_s``; None when none came."""
-        try:
-            return self._queue.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        """The next unread message, waiting up to ``timeout_s``; None when none came."""
+        with self._arrived:
+            if not self._unread:
+                self._arrived.wait(timeout_s)
+            return self._unread.popleft() if self._unread else None
 
     def errors(self) -> list[Message]:
         with self._lock:
-            return [m for m in self.history if m.type is MessageType.ERROR]
+            return list(self._errors)

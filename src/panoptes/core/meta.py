@@ -167,8 +167,6 @@ class Objects:
                 "bbox": xyxy[i],
                 "track_id": None if track == NO_ID else track,
             }
-            if self.component_id[i]:
-                item["component_id"] = int(self.component_id[i])
             if self.parent[i] != NO_ID:
                 item["parent"] = int(self.parent[i])
             if self.classifications[i]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from panoptes.core.bus import Bus, Message, MessageType
 from panoptes.core.element import BuildContext, Element, ElementProperties
-from panoptes.core.errors import PanoptesError, PipelineError, SourceError
+from panoptes.core.errors import ConfigError, PanoptesError, PipelineError, SourceError
 from panoptes.core.frame import Batch, Frame, StreamEvent
 from panoptes.core.memory import pin_mmap_threshold
 from panoptes.core.registry import load_kind
@@ -104,6 +104,10 @@ class Pipeline:
         self.bus = bus or Bus()
         self._condition = threading.Condition()
         self._streams: dict[int, Stream] = {}
+        self._retired: list[Stream] = []
+        """Streams that ended or were removed, kept for the summary (their frames are gone)."""
+        self._stats: dict[int, StreamStats] = {}
+        self._stages_running = 0
         self._streams_lock = threading.Lock()
         self._source_ids = itertools.count()
         self._pending_events: list[StreamEvent] = []
@@ -169,6 +173,7 @@ class Pipeline:
         except BaseException as error:
             for stage in self._stages:
                 stage.element.close()
+            self._stages = []
             # Keep the error's type (callers catch ModelError, ConfigError...) but say where.
             if isinstance(error, PanoptesError) and not str(error).startswith(place):
                 error.args = (f"{place}: {error}",)
@@ -185,6 +190,8 @@ class Pipeline:
         self._built = True
 
     def element(self, name: str) -> Element:
+        """The element called ``name`` (built first if the pipeline was not)."""
+        self.build()
         for stage in self._stages:
             if stage.element.name == name:
                 return stage.element
@@ -215,18 +222,15 @@ class Pipeline:
             from panoptes.config.schema import SourceConfig
 
             props = TypeAdapter(SourceConfig).validate_python(dict(props))
+        cls = load_kind(getattr(props, "type", "uri-source"))
         source_id = next(self._source_ids)
         place = place or f"sources[{source_id}]"
-        cls = load_kind(getattr(props, "type", "uri-source"))
-        stats = StreamStats()
         try:
             source = cls(props, base_dir=self.base_dir)
-            name = source.name
-        except PanoptesError as error:
-            source, name = None, getattr(props, "name", None) or getattr(props, "uri", "?")
-            failure: str | None = str(error)
-        else:
-            failure = None
+        except PanoptesError as error:  # a malformed URI: the config is wrong, not the camera
+            raise ConfigError(getattr(error, "reason", str(error)), f"{place}.uri") from error
+        name = source.name
+        stats = StreamStats()
         stream = Stream(
             source_id=source_id,
             name=name,
@@ -237,15 +241,13 @@ class Pipeline:
         )
         with self._streams_lock:
             self._streams[source_id] = stream
+            self._stats[source_id] = stats
             self._pending_events.append(StreamEvent("added", source_id, name))
         self.bus.post(
             Message(
                 MessageType.STREAM_ADDED, name, f"{place}: {stream.uri}", {"source_id": source_id}
             )
         )
-        if source is None:
-            self._fail_stream(stream, failure or "cannot be created")
-            return source_id
         if self._started:
             self._start_source(stream, source)
         else:
@@ -259,25 +261,29 @@ class Pipeline:
         if stream is None:
             raise PipelineError(f"no source with id {source_id}")
         stream.stop.set()
-        stream.queue.clear()
         with self._condition:
+            if stream.state is StreamState.REMOVED:
+                return
             stream.state = StreamState.REMOVED
             self._condition.notify_all()
+        stream.queue.clear()
         self.bus.post(
             Message(MessageType.STREAM_REMOVED, stream.name, "", {"source_id": source_id})
         )
 
     def streams(self) -> list[Stream]:
+        """The streams still in the pipeline (ended and removed ones leave once announced)."""
         with self._streams_lock:
             return list(self._streams.values())
 
     def _fail_stream(self, stream: Stream, text: str) -> None:
         stream.error = text
         stream.stats.errors += 1
-        self.bus.error(stream.name, f"{stream.place}: {text}", source_id=stream.source_id)
         with self._condition:
-            stream.state = StreamState.FAILED
+            if stream.state is not StreamState.REMOVED:
+                stream.state = StreamState.FAILED
             self._condition.notify_all()
+        self.bus.error(stream.name, f"{stream.place}.uri: {text}", source_id=stream.source_id)
 
     def _start_source(self, stream: Stream, source: Any) -> None:
         thread = threading.Thread(
@@ -326,7 +332,10 @@ class Pipeline:
             self._fail_stream(stream, f"unexpected {type(error).__name__}: {error}")
             return
         finally:
-            source.close()
+            try:
+                source.close()
+            except Exception as error:
+                self.bus.warning(stream.name, f"failed to close: {error!r}")
         stream.stats.corrupt = source.corrupt_frames
         if stream.stats.corrupt:
             self.bus.warning(
@@ -349,6 +358,7 @@ class Pipeline:
         pin_mmap_threshold()
         self._started = True
         self._start_time = time.monotonic()
+        self._stages_running = len(self._stages)
         for stage in self._stages:
             stage.thread = threading.Thread(
                 target=self._run_stage,
@@ -372,22 +382,24 @@ class Pipeline:
             q.put(item)
 
     def _next_events(self) -> list[StreamEvent]:
+        """Stream events for the next batch; streams announced as ended or removed retire."""
+        ended: list[Stream] = []
         with self._streams_lock:
             events, self._pending_events = self._pending_events, []
-            for stream in self._streams.values():
-                if stream.finished and not stream.announced_end:
-                    stream.announced_end = True
+            for stream in list(self._streams.values()):
+                if stream.finished:
                     kind = "removed" if stream.state is StreamState.REMOVED else "ended"
                     events.append(StreamEvent(kind, stream.source_id, stream.name))
+                    del self._streams[stream.source_id]
+                    stream.stats.latency_s.clear()
+                    self._retired.append(stream)
                     if kind == "ended":
-                        self.bus.post(
-                            Message(
-                                MessageType.STREAM_ENDED,
-                                stream.name,
-                                "",
-                                {"source_id": stream.source_id},
-                            )
-                        )
+                        ended.append(stream)
+        # Posted outside the lock: a subscriber may call back into the pipeline.
+        for stream in ended:
+            self.bus.post(
+                Message(MessageType.STREAM_ENDED, stream.name, "", {"source_id": stream.source_id})
+            )
         return events
 
     def _run_mux(self) -> None:
@@ -395,12 +407,16 @@ class Pipeline:
             self.mux.batch_size = max(1, len(self.streams()))
         outputs = [self._first_input] if self._first_input is not None else self._sink_inputs
         while True:
-            frames = self.mux.collect(self._live_streams, self._stop)
+            frames = self.mux.collect(
+                self._live_streams, self._stop, keep_alive=self.config.keep_alive
+            )
             events = self._next_events()
             if frames is None:
                 if events:
                     self._deliver(Batch([], self._batch_count, events, time.monotonic()), outputs)
                 break
+            if not frames and not events:
+                continue
             batch = Batch(frames, self._batch_count, events, time.monotonic())
             self._batch_count += 1
             self._deliver(batch, outputs)
@@ -408,18 +424,18 @@ class Pipeline:
 
     def _live_streams(self) -> list[Stream]:
         with self._streams_lock:
-            return [s for s in self._streams.values() if not (s.finished and s.announced_end)]
+            return list(self._streams.values())
 
     def _deliver(self, batch: Batch, outputs: list[queue.Queue[Any]]) -> None:
         if self._mux_probes:
-            batch = self._apply_probes(self._mux_probes, batch, "mux")  # type: ignore[assignment]
-            if batch is None:
-                return
+            batch = self._apply_probes(self._mux_probes, batch, "mux")
         if self._first_input is None:
             self._count_output(batch)
         self._push(outputs, batch)
 
-    def _apply_probes(self, probes: list[Probe], batch: Batch, origin: str) -> Batch | None:
+    def _apply_probes(self, probes: list[Probe], batch: Batch, origin: str) -> Batch:
+        """Run the probes; a probe returning False empties the batch, whose stream events
+        still travel on, so later elements free the state of streams that ended."""
         for probe in probes:
             try:
                 keep = probe(batch)
@@ -429,17 +445,18 @@ class Pipeline:
                 )
                 continue
             if keep is False:
-                return None
+                batch.frames = []
+                break
         return batch
 
     def _count_output(self, batch: Batch) -> None:
         """Frames leaving the last processing element, per stream: what PERF reports."""
         now = time.time()
         for frame in batch.frames:
-            stream = self._streams.get(frame.source_id)
-            if stream is not None:
-                stream.stats.frames_out += 1
-                stream.stats.latency_s.append(now - frame.capture_time_s)
+            stats = self._stats.get(frame.source_id)
+            if stats is not None:
+                stats.frames_out += 1
+                stats.latency_s.append(now - frame.capture_time_s)
 
     def _run_stage(self, stage: _Stage) -> None:
         element = stage.element
@@ -463,20 +480,25 @@ class Pipeline:
                         f"failed on batch {item.batch_num} ({stage.failures} so far): {error!r}",
                         exception=error,
                     )
-                continue
+                # The frames go on without this element's work, and the stream events with them.
+                out = None if element.is_sink else item
             if out is not None:
                 self._forward(stage, out)
         try:
             element.close()
         except Exception as error:
             self.bus.error(element.name, f"failed to close: {error!r}")
+        with self._streams_lock:
+            self._stages_running -= 1
+            last = self._stages_running == 0
+        if last:  # every element has drained and closed: the run is over
+            self._end_time = time.monotonic()
+            self._finished.set()
+            self.bus.post(Message(MessageType.EOS, "pipeline", "end of stream"))
 
     def _forward(self, stage: _Stage, batch: Batch) -> None:
         if stage.probes:
-            kept = self._apply_probes(stage.probes, batch, stage.element.name)
-            if kept is None:
-                return
-            batch = kept
+            batch = self._apply_probes(stage.probes, batch, stage.element.name)
         if stage.counts_output:
             self._count_output(batch)
         self._push(stage.outputs, batch)
@@ -497,11 +519,7 @@ class Pipeline:
             thread.join(remaining)
             if thread.is_alive():
                 return False
-        if not self._finished.is_set():
-            self._end_time = time.monotonic()
-            self._finished.set()
-            self.bus.post(Message(MessageType.EOS, "pipeline", "end of stream"))
-        return True
+        return self._finished.is_set()
 
     @property
     def finished(self) -> bool:
@@ -536,13 +554,19 @@ class Pipeline:
                 errors=s.stats.errors,
                 error=s.error,
             )
-            for s in self.streams()
+            for s in self._all_streams()
         ]
         return RunSummary(elapsed, streams, self.bus.errors())
 
+    def _all_streams(self) -> list[Stream]:
+        """Every stream of the run, retired ones included, by source id."""
+        with self._streams_lock:
+            everything = [*self._retired, *self._streams.values()]
+        return sorted(everything, key=lambda stream: stream.source_id)
+
     def _run_perf(self) -> None:
         interval = self.config.perf.interval_s
-        last = {s.source_id: s.stats.frames_out for s in self.streams()}
+        last: dict[int, int] = {}
         last_time = time.monotonic()
         while not self._finished.wait(interval):
             if all(not t.is_alive() for t in self._threads):
@@ -555,7 +579,8 @@ class Pipeline:
                 fps = (frames - last.get(stream.source_id, 0)) / span if span > 0 else 0.0
                 last[stream.source_id] = frames
                 latencies = sorted(stream.stats.latency_s)
-                streams[stream.name] = {
+                streams[str(stream.source_id)] = {
+                    "name": stream.name,
                     "source_id": stream.source_id,
                     "fps": fps,
                     "avg_fps": frames / self.elapsed_s() if self.elapsed_s() > 0 else 0.0,
@@ -573,7 +598,7 @@ class Pipeline:
     def expected_frames(self) -> int | None:
         """Frames the whole run will deliver, when every stream is a file of known length."""
         total = 0
-        for stream in self.streams():
+        for stream in self._all_streams():
             if stream.stats.expected_frames is None:
                 if stream.state in (StreamState.FAILED, StreamState.REMOVED):
                     continue
@@ -582,4 +607,5 @@ class Pipeline:
         return total
 
     def frames_out(self) -> int:
-        return sum(s.stats.frames_out for s in self.streams())
+        with self._streams_lock:
+            return sum(stats.frames_out for stats in self._stats.values())

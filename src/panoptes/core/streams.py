@@ -50,6 +50,8 @@ class FrameQueue:
     def put(self, frame: Frame, stop: threading.Event) -> bool:
         """Queue ``frame``; False when ``stop`` was set while waiting for room."""
         with self._condition:
+            if stop.is_set():  # removed while this frame was being decoded
+                return False
             while len(self._frames) >= self.maxsize:
                 if self.leaky:
                     self._frames.popleft()
@@ -93,8 +95,6 @@ class Stream:
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
-    announced_end: bool = False
-    """Whether the mux has already told downstream elements that the stream ended."""
 
     @property
     def finished(self) -> bool:

@@ -167,7 +167,6 @@ class Infer(Element):
             return batch
         keep_tensors = self.props.output_tensor_meta
         results = self.detector.detect([frame.image for frame in frames], keep_tensors=keep_tensors)
-        labels = self.detector.labels
         wanted = self.props.classes
         for frame, result in zip(frames, results, strict=True):
             found = result.detections
@@ -175,6 +174,7 @@ class Infer(Element):
             # them back to the original frame.
             xyxy = frame.transform.to_source(found.xyxy)
             width, height = frame.size_wh
+            # Boxes may reach into the mux's padding: clip them to the original frame.
             np.clip(xyxy[:, 0::2], 0, width, out=xyxy[:, 0::2])
             np.clip(xyxy[:, 1::2], 0, height, out=xyxy[:, 1::2])
             keypoints = found.keypoints
@@ -187,7 +187,7 @@ class Infer(Element):
                 xyxy[keep],
                 found.confidence[keep],
                 class_id[keep],
-                [labels[c] if 0 <= c < len(labels) else f"class_{c}" for c in class_id[keep]],
+                [self.detector.label(int(c)) for c in class_id[keep]],
                 component_id=self.gie_id,
                 keypoints=None if keypoints is None else keypoints[keep],
             )

@@ -69,11 +69,16 @@ class Mux:
         frame.transform = frame.transform.then(transform)
 
     def collect(
-        self, streams: Callable[[], Sequence[Stream]], stop: threading.Event
+        self,
+        streams: Callable[[], Sequence[Stream]],
+        stop: threading.Event,
+        *,
+        keep_alive: bool = False,
     ) -> list[Frame] | None:
         """The frames of the next batch, or None when every stream is finished (or ``stop``).
 
-        ``streams`` returns the current streams (sources may come and go while this waits).
+        ``streams`` returns the current streams (sources may come and go while this waits);
+        with ``keep_alive`` the mux waits for new streams, until ``stop``, when none is left.
         """
         timeout_s = self.props.batched_push_timeout_ms / 1000
         batch: list[Frame] = []
@@ -102,7 +107,10 @@ class Mux:
                 if batch and all(s.source_id in taken for s in playing):
                     return batch
                 if not playing:
-                    return batch or None
+                    if batch or not keep_alive or stop.is_set():
+                        return batch or None
+                    if current:  # finished streams: an empty batch lets their end be announced
+                        return []
                 if stop.is_set() and not batch:
                     return None
                 if deadline is not None:

@@ -21,12 +21,11 @@ class TestSourceProperties(ElementProperties):
     real_time: bool = Field(
         False, description="Deliver at the frame rate instead of as fast as taken."
     )
-    loop: bool = False
+    loop: bool = Field(False, description="Start the pattern again after `frames` frames.")
     drop_frame_interval: int = Field(1, ge=1, description="Keep only every Nth frame.")
     max_frames: int | None = Field(
         None, ge=1, description="Stop the stream after this many frames (GStreamer's num-buffers)."
     )
-    open_timeout_s: float = 10.0
     queue_size: int = Field(4, ge=1, description="Frames held between this source and the mux.")
 
     @property

@@ -61,7 +61,7 @@ class UriSource:
             loop=props.loop,
             real_time=props.real_time,
             drop_frame_interval=props.drop_frame_interval,
-            open_timeout_s=props.open_timeout_s,
+            open_timeout_s=getattr(props, "open_timeout_s", 10.0),
             base_dir=base_dir,
         )
 
