@@ -201,3 +201,18 @@ def test_demo_with_generated_clips(tmp_path: Path) -> None:
     assert len(records) == 36
     labels = {o["label"] for r in records for o in r["objects"]}
     assert {"person", "cat"} <= labels
+
+
+def test_progress_bar_for_file_runs(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        f"""
+sources:
+  - uri: {VIDEOS}/person-bicycle-car-detection.mp4
+    max_frames: 120
+perf: {{interval_s: 0.5}}
+""",
+    )
+    result = panoptes("run", str(config), "--progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "120/120" in result.stderr and "frame" in result.stderr

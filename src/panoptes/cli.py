@@ -109,12 +109,9 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
         pipeline.start()
         show_bar = progress if progress is not None else (sys.stderr.isatty() and not quiet)
         stopping = False
-        while not pipeline.wait(0.25):
-            if stop_requests and not stopping:
-                stopping = True
-                with lock:
-                    _echo(f"{stop_requests[0]}: stopping (again to quit at once)")
-                pipeline.stop()
+
+        def update_bar(final: bool = False) -> None:
+            nonlocal bar
             if show_bar and bar is None:
                 total = pipeline.expected_frames()
                 if total:
@@ -125,10 +122,18 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
             if bar is not None:
                 bar.n = pipeline.frames_out()
                 bar.refresh()
-        if bar is not None:
-            bar.n = pipeline.frames_out()
-            bar.close()
-            bar = None
+                if final:
+                    bar.close()
+                    bar = None
+
+        while not pipeline.wait(0.25):
+            if stop_requests and not stopping:
+                stopping = True
+                with lock:
+                    _echo(f"{stop_requests[0]}: stopping (again to quit at once)")
+                pipeline.stop()
+            update_bar()
+        update_bar(final=True)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

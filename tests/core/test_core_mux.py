@@ -126,3 +126,19 @@ def test_scaling_keeps_boxes_in_original_pixels() -> None:
     assert frame.size_wh == (640, 480)
     box_in_mux = frame.transform.to_destination(np.array([[0, 0, 640, 480]], np.float32))
     np.testing.assert_allclose(box_in_mux, [[0, 40, 320, 280]])
+
+
+def test_files_top_up_a_batch_in_order_and_live_streams_do_not() -> None:
+    condition = threading.Condition()
+    single = [make_stream(0, condition, maxsize=10)]
+    stop = threading.Event()
+    for n in range(6):
+        single[0].queue.put(make_frame(0, n), stop)
+    mux = Mux(MuxProperties(batch_size=4), condition)
+    assert [f.frame_num for f in mux.collect(lambda: single, stop) or []] == [0, 1, 2, 3]
+    assert [f.frame_num for f in mux.collect(lambda: single, stop) or []] == [4, 5]
+    live = [make_stream(1, condition, maxsize=10)]
+    live[0].queue.leaky = True
+    for n in range(3):
+        live[0].queue.put(make_frame(1, n), stop)
+    assert [f.frame_num for f in mux.collect(lambda: live, stop) or []] == [0]

@@ -46,6 +46,12 @@ class Element:
     Properties: ClassVar[type[ElementProperties]]
     is_sink: ClassVar[bool] = False
 
+    @property
+    def preferred_batch(self) -> int:
+        """Frames per batch this element needs to keep busy (the mux's default batch size
+        is at least this)."""
+        return 1
+
     def __init__(self, props: ElementProperties, *, name: str, context: BuildContext) -> None:
         self.props = props
         self.name = name

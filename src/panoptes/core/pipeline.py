@@ -404,7 +404,8 @@ class Pipeline:
 
     def _run_mux(self) -> None:
         if self.mux.batch_size == 0:
-            self.mux.batch_size = max(1, len(self.streams()))
+            preferred = [stage.element.preferred_batch for stage in self._stages]
+            self.mux.batch_size = max(1, len(self.streams()), *preferred)
         outputs = [self._first_input] if self._first_input is not None else self._sink_inputs
         while True:
             frames = self.mux.collect(

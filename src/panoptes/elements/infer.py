@@ -152,6 +152,11 @@ class Infer(Element):
             class_agnostic_nms=props.class_agnostic_nms,
         )
 
+    @property
+    def preferred_batch(self) -> int:
+        """One frame per model instance at least, so that every instance has work."""
+        return int(self.detector.instances) if self.detector is not None else 1
+
     def _due(self, frame: Frame) -> bool:
         seen = self._frames_seen[frame.source_id]
         self._frames_seen[frame.source_id] = seen + 1

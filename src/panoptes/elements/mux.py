@@ -1,8 +1,9 @@
 """``mux``: takes frames from every stream and forms batches, as nvstreammux does.
 
 A batch is pushed when it holds ``batch_size`` frames, when every stream still playing has given
-one frame, or when ``batched_push_timeout_ms`` has passed since its first frame, whichever comes
-first; a stream that ended or stalls never holds the others back. Frames are scaled to the mux's
+one frame (topped up with frames files already have queued), or when ``batched_push_timeout_ms``
+has passed since its first frame, whichever comes first; a stream that ended or stalls never holds
+the others back. Frames are scaled to the mux's
 resolution in their source's thread, so scaling runs in parallel and off the inference thread.
 """
 
@@ -22,7 +23,10 @@ from panoptes.core.streams import Stream
 
 class MuxProperties(ElementProperties):
     batch_size: int = Field(
-        0, ge=0, description="Frames per batch; 0 = the number of sources when the pipeline starts."
+        0,
+        ge=0,
+        description="Frames per batch; 0 = the number of sources when the pipeline starts, or "
+        "the number of model instances if larger.",
     )
     batched_push_timeout_ms: float = Field(
         40.0, gt=0, description="Push an incomplete batch this long after its first frame."
@@ -68,6 +72,16 @@ class Mux:
         frame.image = transform.warp(frame.image, size_wh, pad_value=self.props.pad_value)
         frame.transform = frame.transform.then(transform)
 
+    def _fill(self, batch: list[Frame], streams: Sequence[Stream]) -> None:
+        """Top up a batch that every stream has given a frame to with more frames that files
+        already have queued, in order, so that a few streams still fill the model's batch."""
+        for stream in streams:
+            while len(batch) < self.batch_size and not stream.queue.leaky:
+                frame = stream.queue.pop()
+                if frame is None:
+                    break
+                batch.append(frame)
+
     def collect(
         self,
         streams: Callable[[], Sequence[Stream]],
@@ -105,6 +119,7 @@ class Mux:
                 if len(batch) >= self.batch_size:
                     return batch
                 if batch and all(s.source_id in taken for s in playing):
+                    self._fill(batch, current)
                     return batch
                 if not playing:
                     if batch or not keep_alive or stop.is_set():

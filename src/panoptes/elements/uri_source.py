@@ -89,10 +89,12 @@ class UriSource:
     @property
     def expected_frames(self) -> int | None:
         """Frames this source will deliver, when known (files that do not loop)."""
+        max_frames = getattr(self.props, "max_frames", None)
         count = self._reader.frame_count
         if count is None or self.props.loop:
-            return None
-        return -(-count // self.props.drop_frame_interval)
+            return max_frames
+        count = -(-count // self.props.drop_frame_interval)
+        return count if max_frames is None else min(count, max_frames)
 
     @property
     def corrupt_frames(self) -> int:
