@@ -67,6 +67,16 @@ class Element:
     def process(self, batch: Batch) -> Batch | None:
         return batch
 
+    @property
+    def pending(self) -> bool:
+        """Whether a batch is held back; the pipeline then calls :meth:`flush` as soon as no
+        further batch is waiting, so holding back never adds latency on an idle pipeline."""
+        return False
+
+    def flush(self) -> list[Batch]:
+        """Return the batches held back (see :attr:`pending`)."""
+        return []
+
     def drain(self) -> list[Batch]:
         """End of stream: return what is still held back. Called once, before close."""
         return []

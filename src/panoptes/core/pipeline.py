@@ -462,7 +462,18 @@ class Pipeline:
     def _run_stage(self, stage: _Stage) -> None:
         element = stage.element
         while True:
-            item = stage.input.get()
+            if element.pending:
+                try:
+                    item = stage.input.get_nowait()
+                except queue.Empty:
+                    try:
+                        for batch in element.flush():
+                            self._forward(stage, batch)
+                    except Exception as error:
+                        self.bus.error(element.name, f"failed to flush: {error!r}")
+                    continue
+            else:
+                item = stage.input.get()
             if item is _EOS:
                 try:
                     for batch in element.drain():

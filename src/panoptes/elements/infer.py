@@ -122,6 +122,8 @@ class Infer(Element):
         super().__init__(props, name=name, context=context)
         self.gie_id = self.props.gie_id or gie_id
         self._frames_seen: defaultdict[int, int] = defaultdict(int)
+        self._pending: tuple[Batch, list[Frame], Any] | None = None
+        self.failures = 0
         self.detector: Any = None
 
     def build(self) -> None:
@@ -162,16 +164,58 @@ class Infer(Element):
         self._frames_seen[frame.source_id] = seen + 1
         return seen % (self.props.interval + 1) == 0
 
-    def process(self, batch: Batch) -> Batch:
+    # Two batches in flight: while the model instances finish one batch, the next is already
+    # queued to them, so no instance waits for the slowest frame of a batch. The pipeline asks
+    # for the held batch back (``flush``) as soon as no further batch is waiting, so a live
+    # stream gains no latency.
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def process(self, batch: Batch) -> Batch | None:
+        submitted = self._submit(batch)
+        previous, self._pending = self._pending, submitted
+        return None if previous is None else self._finish(*previous)
+
+    def flush(self) -> list[Batch]:
+        pending, self._pending = self._pending, None
+        return [] if pending is None else [self._finish(*pending)]
+
+    def drain(self) -> list[Batch]:
+        return self.flush()
+
+    def _submit(self, batch: Batch) -> tuple[Batch, list[Frame], Any]:
         frames = [frame for frame in batch.frames if self._due(frame)]
         # A stream's end arrives with (or after) its last frame: forget it only once that is done.
         for event in batch.events:
             if event.kind in ("ended", "removed"):
                 self._frames_seen.pop(event.source_id, None)
         if not frames:
+            return batch, frames, None
+        images = [frame.image for frame in frames]
+        return (
+            batch,
+            frames,
+            self.detector.submit(images, keep_tensors=self.props.output_tensor_meta),
+        )
+
+    def _finish(self, batch: Batch, frames: list[Frame], results_of: Any) -> Batch:
+        if results_of is None:
+            return batch
+        try:
+            results = results_of()
+        except Exception as error:
+            # The frames go on without this model's objects; the failure is counted and said.
+            self.failures += 1
+            if self.failures <= 3 or self.failures % 100 == 0:
+                self.bus.error(
+                    self.name,
+                    f"failed on batch {batch.batch_num} ({self.failures} so far): {error!r}",
+                    exception=error,
+                )
             return batch
         keep_tensors = self.props.output_tensor_meta
-        results = self.detector.detect([frame.image for frame in frames], keep_tensors=keep_tensors)
         wanted = self.props.classes
         for frame, result in zip(frames, results, strict=True):
             found = result.detections

@@ -1,16 +1,20 @@
-"""Several instances of one detector sharing each batch, one thread each.
+"""Several instances of one detector sharing the work, one thread each.
 
 onnxruntime's intra-op threads scale poorly on the small detectors this engine runs: yolox-nano on
 this project's 2-core machine gave 56 fps with one thread, 60-64 with two threads in one session,
-and 118-129 with two single-threaded sessions side by side. So a batch is split into contiguous
-chunks, one per instance, run concurrently (onnxruntime, OpenCV and numpy release the GIL).
+and 118-129 with two single-threaded sessions side by side. So each instance gets a thread of its
+own, and the images of a batch are handed out as tasks: one image per task for models with a fixed
+batch of one (a free instance takes the next image, so no instance waits for another), a share of
+the batch per instance otherwise. onnxruntime, OpenCV and numpy release the GIL.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ import numpy as np
 from panoptes.models.detector import Detector, DetectorResult
 from panoptes.models.preprocess import PreprocessSpec
 
+_STOP = object()
+
 
 def _chunks(count: int, parts: int) -> list[slice]:
     """``parts`` contiguous slices covering ``range(count)``, sizes differing by at most one."""
@@ -26,16 +32,22 @@ def _chunks(count: int, parts: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds.tolist())]
 
 
-class DetectorPool:
-    """``instances`` copies of ``Detector(model, **options)``; the same interface for one batch.
+Task = Callable[[Detector], Any]
 
-    Results come back in the order of the images. With one instance it is a plain Detector.
+
+class DetectorPool:
+    """``instances`` copies of ``Detector(model, **options)`` behind the Detector interface.
+
+    :meth:`submit` queues a batch and returns at once; :meth:`detect` waits for it. Results come
+    back in the order of the images. With one instance the work runs in the caller's thread.
     """
 
     def __init__(self, model: str | Path, *, instances: int = 1, **options: Any) -> None:
         if instances < 1:
             raise ValueError(f"instances must be at least 1, got {instances}")
         self._detectors: list[Detector] = []
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
         try:
             for _ in range(instances):
                 self._detectors.append(Detector(model, **options))
@@ -49,9 +61,13 @@ class DetectorPool:
         self.preprocess: PreprocessSpec = first.preprocess
         self.input_size_wh: tuple[int, int] = first.input_size_wh
         self.batch_size: int | None = first.batch_size
-        self._executor = (
-            ThreadPoolExecutor(instances, thread_name_prefix="detector") if instances > 1 else None
-        )
+        if instances > 1:
+            for index, detector in enumerate(self._detectors):
+                worker = threading.Thread(
+                    target=self._work, args=(detector,), name=f"detector-{index}", daemon=True
+                )
+                worker.start()
+                self._workers.append(worker)
 
     @property
     def instances(self) -> int:
@@ -60,29 +76,56 @@ class DetectorPool:
     def label(self, class_id: int) -> str:
         return self._detectors[0].label(class_id)
 
+    def _work(self, detector: Detector) -> None:
+        while (item := self._tasks.get()) is not _STOP:
+            task, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(task(detector))
+            except BaseException as error:
+                future.set_exception(error)
+
+    def _parts(self, count: int) -> list[slice]:
+        if self.batch_size == 1:
+            return [slice(i, i + 1) for i in range(count)]
+        return _chunks(count, len(self._detectors))
+
+    def _spread(self, count: int, task_for: Callable[[slice], Task]) -> list[Future[Any]]:
+        futures: list[Future[Any]] = []
+        for part in self._parts(count):
+            future: Future[Any] = Future()
+            self._tasks.put((task_for(part), future))
+            futures.append(future)
+        return futures
+
+    def submit(
+        self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
+    ) -> Callable[[], list[DetectorResult]]:
+        """Queue ``images`` for detection; call the returned function for the results."""
+        if not self._workers:
+            results = self._detectors[0].detect(images, keep_tensors=keep_tensors)
+            return lambda: results
+        futures = self._spread(
+            len(images),
+            lambda part: lambda detector: detector.detect(images[part], keep_tensors=keep_tensors),
+        )
+        return lambda: [result for future in futures for result in future.result()]
+
     def detect(
         self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
     ) -> list[DetectorResult]:
         """As :meth:`Detector.detect`, the images shared among the instances."""
-        if self._executor is None or len(images) < 2:
-            return self._detectors[0].detect(images, keep_tensors=keep_tensors)
-        parts = _chunks(len(images), len(self._detectors))
-        futures = [
-            self._executor.submit(detector.detect, images[part], keep_tensors=keep_tensors)
-            for detector, part in zip(self._detectors, parts, strict=False)
-        ]
-        return [result for future in futures for result in future.result()]
+        return self.submit(images, keep_tensors=keep_tensors)()
 
     def run_tensors(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model alone on an NCHW ``batch``, shared as :meth:`detect` shares images; each
-        instance runs its share in chunks of the model's fixed batch size, if it has one."""
-        if self._executor is None or len(batch) < 2:
+        task runs in chunks of the model's fixed batch size, if it has one."""
+        if not self._workers:
             return self._run_share(self._detectors[0], batch)
-        parts = _chunks(len(batch), len(self._detectors))
-        futures = [
-            self._executor.submit(self._run_share, detector, batch[part])
-            for detector, part in zip(self._detectors, parts, strict=False)
-        ]
+        futures = self._spread(
+            len(batch), lambda part: lambda detector: self._run_share(detector, batch[part])
+        )
         outputs = [future.result() for future in futures]
         return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
 
@@ -93,8 +136,11 @@ class DetectorPool:
         return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
 
     def close(self) -> None:
-        if getattr(self, "_executor", None) is not None:
-            self._executor.shutdown()  # type: ignore[union-attr]
+        for _ in self._workers:
+            self._tasks.put(_STOP)
+        for worker in self._workers:
+            worker.join()
+        self._workers = []
         for detector in self._detectors:
             detector.close()
 
