@@ -220,3 +220,11 @@ def test_reopening_starts_over(clip_100_frames: Path) -> None:
     second = read_all(reader)
     assert [frame.index for frame in second] == [frame.index for frame in first]
     assert second[-1].pts_s == first[-1].pts_s
+
+
+def test_reads_avi_and_a_raw_hevc_stream(videos: Path, tmp_path: Path) -> None:
+    avi = remux(ONE_BY_ONE, tmp_path / "clip.avi", "avi", packets=20)
+    assert len(read_all(open_reader(str(avi)))) == 20
+    raw_hevc = remux(RETAIL, tmp_path / "clip.h265", "hevc", packets=12)
+    frames = read_all(open_reader(str(raw_hevc)))
+    assert len(frames) == 12 and frames[0].image.shape == (1080, 1920, 3)
