@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -223,7 +224,15 @@ def test_reopening_starts_over(clip_100_frames: Path) -> None:
 
 
 def test_reads_avi_and_a_raw_hevc_stream(videos: Path, tmp_path: Path) -> None:
-    avi = remux(ONE_BY_ONE, tmp_path / "clip.avi", "avi", packets=20)
+    avi = tmp_path / "clip.avi"
+    with av.open(str(avi), "w") as container:  # MPEG-4 Part 2 in AVI, as old cameras record
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for value in range(0, 200, 10):
+            image = np.full((240, 320, 3), value, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     assert len(read_all(open_reader(str(avi)))) == 20
     raw_hevc = remux(RETAIL, tmp_path / "clip.h265", "hevc", packets=12)
     frames = read_all(open_reader(str(raw_hevc)))

@@ -10,6 +10,7 @@ the batch per instance otherwise. onnxruntime, OpenCV and numpy release the GIL.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -46,10 +47,8 @@ def _yield_to_decoders() -> None:
     loses nothing by waiting for the decoders, which back-pressure bounds. Linux only: elsewhere,
     or without permission, nothing changes.
     """
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
-    except (AttributeError, OSError):
-        pass
 
 
 class DetectorPool:
