@@ -56,10 +56,23 @@ class Element:
         self.props = props
         self.name = name
         self.context = context
+        self.failures = 0
+        """Batches this element failed on (see :meth:`report_failure`)."""
 
     @property
     def bus(self) -> Bus:
         return self.context.bus
+
+    def report_failure(self, batch: Batch, error: Exception) -> None:
+        """Count a failure on ``batch`` and say so on the bus: the first three, then every 100th,
+        so that a model failing on every frame does not flood the console."""
+        self.failures += 1
+        if self.failures <= 3 or self.failures % 100 == 0:
+            self.bus.error(
+                self.name,
+                f"failed on batch {batch.batch_num} ({self.failures} so far): {error!r}",
+                exception=error,
+            )
 
     def build(self) -> None:
         """Validate and open resources (models, files). Raise a typed error with the place."""

@@ -74,7 +74,6 @@ class _Stage:
         self.outputs: list[queue.Queue[Any]] = []
         self.probes: list[Probe] = []
         self.thread: threading.Thread | None = None
-        self.failures = 0
         self.counts_output = False
         """Whether frames leaving this stage count as the pipeline's output (PERF, summary)."""
 
@@ -485,13 +484,7 @@ class Pipeline:
             try:
                 out = element.process(item)
             except Exception as error:
-                stage.failures += 1
-                if stage.failures <= 3 or stage.failures % 100 == 0:
-                    self.bus.error(
-                        element.name,
-                        f"failed on batch {item.batch_num} ({stage.failures} so far): {error!r}",
-                        exception=error,
-                    )
+                element.report_failure(item, error)
                 # The frames go on without this element's work, and the stream events with them.
                 out = None if element.is_sink else item
             if out is not None:

@@ -123,7 +123,6 @@ class Infer(Element):
         self.gie_id = self.props.gie_id or gie_id
         self._frames_seen: defaultdict[int, int] = defaultdict(int)
         self._pending: tuple[Batch, list[Frame], Any] | None = None
-        self.failures = 0
         self.detector: Any = None
 
     def build(self) -> None:
@@ -207,13 +206,7 @@ class Infer(Element):
             results = results_of()
         except Exception as error:
             # The frames go on without this model's objects; the failure is counted and said.
-            self.failures += 1
-            if self.failures <= 3 or self.failures % 100 == 0:
-                self.bus.error(
-                    self.name,
-                    f"failed on batch {batch.batch_num} ({self.failures} so far): {error!r}",
-                    exception=error,
-                )
+            self.report_failure(batch, error)
             return batch
         keep_tensors = self.props.output_tensor_meta
         wanted = self.props.classes
