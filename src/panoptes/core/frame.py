@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from panoptes.core.geometry import Letterbox
-from panoptes.core.meta import FrameMeta
+from panoptes.core.meta import FrameMeta, Objects
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Frame:
     meta: FrameMeta = field(default_factory=FrameMeta)
 
     @property
-    def objects(self) -> Any:
+    def objects(self) -> Objects:
         """Shortcut for ``meta.objects``."""
         return self.meta.objects
 
