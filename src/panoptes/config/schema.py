@@ -8,10 +8,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from panoptes.elements.fakesink import FakeSinkProperties
+from panoptes.elements.file_sink import FileSinkProperties
 from panoptes.elements.infer import InferProperties
 from panoptes.elements.jsonl import JsonlSinkProperties
 from panoptes.elements.mux import MuxProperties
+from panoptes.elements.osd import OsdProperties
+from panoptes.elements.snapshot import SnapshotSinkProperties
 from panoptes.elements.test_source import TestSourceProperties
+from panoptes.elements.tiler import TilerProperties
+from panoptes.elements.tracker import TrackerProperties
 from panoptes.elements.uri_source import UriSourceProperties
 
 
@@ -39,16 +44,19 @@ SourceConfig = Annotated[
 ]
 
 SinkConfig = Annotated[
-    Annotated[FakeSinkProperties, Tag("fakesink")] | Annotated[JsonlSinkProperties, Tag("jsonl")],
+    Annotated[FakeSinkProperties, Tag("fakesink")]
+    | Annotated[JsonlSinkProperties, Tag("jsonl")]
+    | Annotated[FileSinkProperties, Tag("file")]
+    | Annotated[SnapshotSinkProperties, Tag("snapshot")],
     Discriminator(
         _sink_kind,
         custom_error_type="sink_type",
-        custom_error_message="unknown or missing sink type; known: fakesink, jsonl",
+        custom_error_message="unknown or missing sink type; known: fakesink, jsonl, file, snapshot",
     ),
 ]
 
 
-def _default_sinks() -> list[FakeSinkProperties | JsonlSinkProperties]:
+def _default_sinks() -> list[SinkConfig]:
     return [FakeSinkProperties()]
 
 
@@ -70,6 +78,15 @@ class PipelineConfig(BaseModel):
     infer: list[InferProperties] = Field(
         default_factory=list, description="Models, run in order on each batch."
     )
+    tracker: TrackerProperties | None = Field(
+        None, description="Object tracking, after the models; none by default."
+    )
+    tiler: TilerProperties | None = Field(
+        None, description="Tile every stream into one picture for the video sinks."
+    )
+    osd: OsdProperties | None = Field(
+        None, description="Draw boxes and labels onto the frames for the video sinks."
+    )
     sinks: list[SinkConfig] = Field(
         default_factory=_default_sinks, description="Outputs; default a fakesink."
     )
@@ -84,11 +101,13 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:
         seen: dict[str, str] = {}
-        for section, items in (("infer", self.infer), ("sinks", self.sinks)):
+        sections: list[tuple[str, list[Any]]] = [("infer", self.infer), ("sinks", self.sinks)]
+        sections += [(key, [getattr(self, key)]) for key in ("tracker", "tiler", "osd")]
+        for section, items in sections:
             for index, item in enumerate(items):
-                if item.name is None:
+                if item is None or item.name is None:
                     continue
-                place = f"{section}[{index}]"
+                place = section if section in ("tracker", "tiler", "osd") else f"{section}[{index}]"
                 if item.name in seen:
                     raise ValueError(
                         f"{place}.name: {item.name!r} is already the name of {seen[item.name]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,6 +32,9 @@ class BuildContext:
     """Folder that relative paths in the element's properties are resolved from."""
     place: str = ""
     """Where the element's properties sit in the config (``infer[0]``), for error messages."""
+    config: Any = None
+    """The whole :class:`~panoptes.config.schema.PipelineConfig`, for elements that follow
+    another's settings (a snapshot sink draws as the osd does)."""
 
 
 class Element:
@@ -45,6 +48,8 @@ class Element:
     kind: ClassVar[str]
     Properties: ClassVar[type[ElementProperties]]
     is_sink: ClassVar[bool] = False
+    takes_video: ClassVar[bool] = False
+    """A video sink (file, RTSP): fed after the tiler and osd, which run only when one exists."""
 
     @property
     def preferred_batch(self) -> int:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import FrameMeta, Objects
+
+if TYPE_CHECKING:
+    from panoptes.tracking import FinishedTrack
+
+TILED_SOURCE_ID = -1
+"""``source_id`` of the frames a tiler makes from several streams."""
 
 
 @dataclass
@@ -31,11 +38,17 @@ class Frame:
     image: np.ndarray
     transform: Letterbox = field(default_factory=Letterbox)
     meta: FrameMeta = field(default_factory=FrameMeta)
+    fps: float | None = None
+    """The stream's nominal frame rate, when its source knows it (video sinks use it)."""
 
     @property
     def objects(self) -> Objects:
         """Shortcut for ``meta.objects``."""
         return self.meta.objects
+
+    def request_snapshot(self) -> None:
+        """Have every ``snapshot`` sink save this frame (as well as its every-N-frames ones)."""
+        self.meta.snapshot_requested = True
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,20 @@ class Batch:
     events: list[StreamEvent] = field(default_factory=list)
     created_s: float = 0.0
     """Monotonic time at which the mux pushed the batch."""
+    terminated_tracks: list[FinishedTrack] = field(default_factory=list)
+    """Tracks the tracker ended in this batch (lost too long, or their stream ended), each
+    with its ``source_id``, as nvtracker's terminated-track data: what counting needs."""
 
     def __iter__(self) -> Iterator[Frame]:
         return iter(self.frames)
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def branch_copy(self) -> Batch:
+        """A batch of new Frame objects sharing pixels and metadata, for a branch that replaces
+        frames' images (the osd draws on copies, while the metadata sinks read the originals)."""
+        return replace(self, frames=[replace(frame) for frame in self.frames])
 
     def drop(self, frame: Frame) -> None:
         """Remove ``frame`` from the batch: later elements and sinks will not see it."""

@@ -61,6 +61,13 @@ class Letterbox:
         out[..., 1] = (out[..., 1] - self.pad_xy[1]) / self.scale_xy[1]
         return out
 
+    def points_to_destination(self, xy: np.ndarray) -> np.ndarray:
+        """Source points [..., 2] (x, y) to destination pixels (float32)."""
+        out = np.asarray(xy, dtype=np.float32).copy()
+        out[..., 0] = out[..., 0] * self.scale_xy[0] + self.pad_xy[0]
+        out[..., 1] = out[..., 1] * self.scale_xy[1] + self.pad_xy[1]
+        return out
+
     def to_destination(self, xyxy: np.ndarray) -> np.ndarray:
         """Source xyxy boxes [N, 4] to destination pixels (float32)."""
         out = np.asarray(xyxy, dtype=np.float32).copy()

@@ -8,7 +8,7 @@ prefer one object at a time use :class:`ObjectView`, a thin window onto one row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Objects:
         classifications: per-object lists of (component_id, label, confidence) from classifiers.
         keypoints: float32 [N, K, 3] (x, y, visibility) in original-frame pixels, or None.
         user_meta: per-object dicts for probes, created on first use.
+        display_text: per-object text for the osd, None for the default (``person 0.93 #12``).
     """
 
     __slots__ = (
@@ -42,6 +43,7 @@ class Objects:
         "classifications",
         "component_id",
         "confidence",
+        "display_text",
         "extra",
         "keypoints",
         "labels",
@@ -63,6 +65,7 @@ class Objects:
         self.classifications: list[list[tuple[int, str, float]]] = []
         self.keypoints: np.ndarray | None = None
         self.user_meta: list[dict[str, Any] | None] = []
+        self.display_text: list[str | None] = []
 
     def __len__(self) -> int:
         return len(self.confidence)
@@ -105,6 +108,7 @@ class Objects:
             self.extra[name] = np.concatenate([column, np.zeros(n, column.dtype)])
         self.classifications.extend([] for _ in range(n))
         self.user_meta.extend([None] * n)
+        self.display_text.extend([None] * n)
         if keypoints is not None or self.keypoints is not None:
             k = keypoints.shape[1] if keypoints is not None else self.keypoints.shape[1]  # type: ignore[union-attr]
             old = (
@@ -138,6 +142,7 @@ class Objects:
         self.extra = {name: column[mask] for name, column in self.extra.items()}
         self.classifications = [self.classifications[i] for i in rows]
         self.user_meta = [self.user_meta[i] for i in rows]
+        self.display_text = [self.display_text[i] for i in rows]
         if self.keypoints is not None:
             self.keypoints = self.keypoints[mask]
 
@@ -153,10 +158,85 @@ class Objects:
             self.extra[name] = np.zeros(len(self), dtype)
         return self.extra[name]
 
+    def transformed(self, transform: Letterbox) -> Objects:
+        """A copy whose boxes and keypoints are mapped by ``transform`` (e.g. into a tile)."""
+        out = self.copy()
+        out.xyxy = transform.to_destination(self.xyxy)
+        if self.keypoints is not None:
+            out.keypoints = self.keypoints.copy()
+            out.keypoints[..., :2] = transform.points_to_destination(self.keypoints[..., :2])
+        return out
+
+    def copy(self) -> Objects:
+        """A copy: new arrays and lists; user metadata dicts are shared."""
+        out = Objects()
+        out.xyxy = self.xyxy.copy()
+        out.confidence = self.confidence.copy()
+        out.class_id = self.class_id.copy()
+        out.track_id = self.track_id.copy()
+        out.component_id = self.component_id.copy()
+        out.parent = self.parent.copy()
+        out.labels = list(self.labels)
+        out.extra = {name: column.copy() for name, column in self.extra.items()}
+        out.classifications = [list(c) for c in self.classifications]
+        out.keypoints = None if self.keypoints is None else self.keypoints.copy()
+        out.user_meta = list(self.user_meta)
+        out.display_text = list(self.display_text)
+        return out
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Objects]) -> Objects:
+        """The objects of several frames as one set (parents renumbered to the new rows)."""
+        out = cls()
+        if not parts:
+            return out
+        offsets = np.cumsum([0, *(len(p) for p in parts)])[:-1]
+        out.xyxy = np.concatenate([p.xyxy for p in parts])
+        out.confidence = np.concatenate([p.confidence for p in parts])
+        out.class_id = np.concatenate([p.class_id for p in parts])
+        out.track_id = np.concatenate([p.track_id for p in parts])
+        out.component_id = np.concatenate([p.component_id for p in parts])
+        out.parent = np.concatenate(
+            [np.where(p.parent == NO_ID, NO_ID, p.parent + o) for p, o in zip(parts, offsets)]
+        ).astype(np.int32)
+        out.labels = [label for p in parts for label in p.labels]
+        names = {name: p.extra[name].dtype for p in parts for name in p.extra}
+        out.extra = {
+            name: np.concatenate(
+                [p.extra[name] if name in p.extra else np.zeros(len(p), dtype) for p in parts]
+            )
+            for name, dtype in names.items()
+        }
+        out.classifications = [c for p in parts for c in p.classifications]
+        out.user_meta = [m for p in parts for m in p.user_meta]
+        out.display_text = [t for p in parts for t in p.display_text]
+        widths = {p.keypoints.shape[1] for p in parts if p.keypoints is not None}
+        if len(widths) == 1:
+            (k,) = widths
+            out.keypoints = np.concatenate(
+                [
+                    p.keypoints if p.keypoints is not None else np.zeros((len(p), k, 3), np.float32)
+                    for p in parts
+                ]
+            )
+        return out
+
     def to_dicts(self) -> list[dict[str, Any]]:
-        """Objects as plain dicts (the jsonl sink's ``objects``); bbox rounded to 0.1 px."""
+        """Objects as plain dicts (the jsonl sink's ``objects``); bbox rounded to 0.1 px.
+
+        Extra columns (a tracker's ``track_age``, ``tracker_confidence``, ``tracker_only``) are
+        written under their own names.
+        """
         xyxy = np.round(self.xyxy.astype(np.float64), 1).tolist()
         conf = np.round(self.confidence.astype(np.float64), 4).tolist()
+        extra = {
+            name: (
+                np.round(column.astype(np.float64), 4).tolist()
+                if np.issubdtype(column.dtype, np.floating)
+                else column.tolist()
+            )
+            for name, column in self.extra.items()
+        }
         out: list[dict[str, Any]] = []
         for i in range(len(self)):
             track = int(self.track_id[i])
@@ -176,6 +256,8 @@ class Objects:
                 ]
             if self.keypoints is not None:
                 item["keypoints"] = np.round(self.keypoints[i].astype(np.float64), 1).tolist()
+            for name, values in extra.items():
+                item[name] = values[i]
             out.append(item)
         return out
 
@@ -253,6 +335,20 @@ class ObjectView:
         return None if kp is None else kp[self._index]
 
     @property
+    def display_text(self) -> str | None:
+        """Text the osd draws for this object; None draws the default (``person 0.93 #12``)."""
+        return self._objects.display_text[self._index]
+
+    @display_text.setter
+    def display_text(self, value: str | None) -> None:
+        self._objects.display_text[self._index] = value
+
+    def get(self, column: str) -> float | int | None:
+        """An extra column's value (``obj.get("track_age")``), None when the column is absent."""
+        values = self._objects.extra.get(column)
+        return None if values is None else values[self._index].item()
+
+    @property
     def user_meta(self) -> dict[str, Any]:
         """A dict for the probe's own data, carried with the object to later elements."""
         meta = self._objects.user_meta[self._index]
@@ -282,14 +378,148 @@ class TensorMeta:
     input_size_wh: tuple[int, int]
 
 
+Color = tuple[int, int, int]
+"""(R, G, B), 0 to 255."""
+
+COCO_SKELETON: tuple[tuple[int, int], ...] = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+"""Keypoint pairs joined by the skeleton of COCO's 17 person keypoints (nose, eyes, ears,
+shoulders, elbows, wrists, hips, knees, ankles), as YOLO-Pose models output them."""
+
+
+@dataclass
+class DisplayText:
+    text: str
+    xy: tuple[float, float]
+    """Top-left corner of the text, in original-frame pixels."""
+    color: Color = (255, 255, 255)
+    font_scale: float | None = None
+    """None: the osd's ``font_scale``."""
+    background: Color | None = (0, 0, 0)
+
+
+@dataclass
+class DisplayLine:
+    xy1: tuple[float, float]
+    xy2: tuple[float, float]
+    color: Color = (0, 255, 0)
+    thickness: int = 2
+
+
+@dataclass
+class DisplayRect:
+    xyxy: tuple[float, float, float, float]
+    color: Color = (0, 255, 0)
+    thickness: int = 2
+    """Border width in pixels; -1 fills the rectangle."""
+    alpha: float = 1.0
+    """Opacity of a filled rectangle (0.3 shades a zone)."""
+
+
+@dataclass
+class DisplayCircle:
+    center: tuple[float, float]
+    radius: float
+    color: Color = (0, 255, 0)
+    thickness: int = 2
+    """Border width in pixels; -1 fills the circle."""
+
+
+@dataclass
+class DisplaySkeleton:
+    keypoints: np.ndarray
+    """float32 [K, 3] (x, y, visibility) in original-frame pixels."""
+    edges: Sequence[tuple[int, int]] = COCO_SKELETON
+    color: Color = (255, 128, 0)
+    min_visibility: float = 0.5
+    """Keypoints less visible than this are not drawn."""
+
+
 @dataclass
 class DisplayMeta:
-    """Extra drawing for the on-screen display, in original-frame pixels."""
+    """Extra drawing for the on-screen display, in original-frame pixels, added by probes.
 
-    texts: list[tuple[str, tuple[float, float]]] = field(default_factory=list)
-    lines: list[tuple[tuple[float, float], tuple[float, float]]] = field(default_factory=list)
-    rectangles: list[tuple[float, float, float, float]] = field(default_factory=list)
-    circles: list[tuple[tuple[float, float], float]] = field(default_factory=list)
+    ``frame.meta.display_meta.add_text("queue: 4", (10, 10))`` and friends; the osd draws them
+    after the objects' boxes.
+    """
+
+    texts: list[DisplayText] = field(default_factory=list)
+    lines: list[DisplayLine] = field(default_factory=list)
+    rectangles: list[DisplayRect] = field(default_factory=list)
+    circles: list[DisplayCircle] = field(default_factory=list)
+    skeletons: list[DisplaySkeleton] = field(default_factory=list)
+
+    def add_text(self, text: str, xy: tuple[float, float], **style: Any) -> DisplayText:
+        item = DisplayText(text, (float(xy[0]), float(xy[1])), **style)
+        self.texts.append(item)
+        return item
+
+    def add_line(
+        self, xy1: tuple[float, float], xy2: tuple[float, float], **style: Any
+    ) -> DisplayLine:
+        item = DisplayLine((float(xy1[0]), float(xy1[1])), (float(xy2[0]), float(xy2[1])), **style)
+        self.lines.append(item)
+        return item
+
+    def add_rectangle(self, xyxy: Sequence[float], **style: Any) -> DisplayRect:
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        item = DisplayRect((x1, y1, x2, y2), **style)
+        self.rectangles.append(item)
+        return item
+
+    def add_circle(self, center: tuple[float, float], radius: float, **style: Any) -> DisplayCircle:
+        item = DisplayCircle((float(center[0]), float(center[1])), float(radius), **style)
+        self.circles.append(item)
+        return item
+
+    def add_skeleton(self, keypoints: np.ndarray, **style: Any) -> DisplaySkeleton:
+        item = DisplaySkeleton(np.asarray(keypoints, np.float32).reshape(-1, 3), **style)
+        self.skeletons.append(item)
+        return item
+
+    def __len__(self) -> int:
+        return (
+            len(self.texts)
+            + len(self.lines)
+            + len(self.rectangles)
+            + len(self.circles)
+            + len(self.skeletons)
+        )
+
+    def transformed(self, transform: Letterbox) -> DisplayMeta:
+        """A copy with every coordinate mapped by ``transform`` (sizes scaled by its x scale)."""
+        scale = transform.scale_xy[0]
+
+        def point(xy: tuple[float, float]) -> tuple[float, float]:
+            x, y = transform.points_to_destination(np.array(xy, np.float32)).tolist()
+            return (x, y)
+
+        out = DisplayMeta()
+        out.texts = [replace(t, xy=point(t.xy)) for t in self.texts]
+        out.lines = [replace(line, xy1=point(line.xy1), xy2=point(line.xy2)) for line in self.lines]
+        out.rectangles = [
+            replace(r, xyxy=tuple(transform.to_destination(np.array(r.xyxy, np.float32)).tolist()))
+            for r in self.rectangles
+        ]
+        out.circles = [
+            replace(c, center=point(c.center), radius=c.radius * scale) for c in self.circles
+        ]
+        skeletons = []
+        for skeleton in self.skeletons:
+            keypoints = skeleton.keypoints.copy()
+            keypoints[:, :2] = transform.points_to_destination(keypoints[:, :2])
+            skeletons.append(replace(skeleton, keypoints=keypoints))
+        out.skeletons = skeletons
+        return out
+
+    def extend(self, other: DisplayMeta) -> None:
+        self.texts.extend(other.texts)
+        self.lines.extend(other.lines)
+        self.rectangles.extend(other.rectangles)
+        self.circles.extend(other.circles)
+        self.skeletons.extend(other.skeletons)
 
 
 @dataclass
@@ -302,3 +532,5 @@ class FrameMeta:
     display_meta: DisplayMeta = field(default_factory=DisplayMeta)
     inferred_by: set[int] = field(default_factory=set)
     """``component_id`` of each model that ran on this frame (``interval`` skips some)."""
+    snapshot_requested: bool = False
+    """Set by a probe (``frame.request_snapshot()``) to have ``snapshot`` sinks save this frame."""

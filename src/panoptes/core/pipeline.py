@@ -74,6 +74,8 @@ class _Stage:
         self.outputs: list[queue.Queue[Any]] = []
         self.probes: list[Probe] = []
         self.thread: threading.Thread | None = None
+        self.copies_frames = False
+        """Whether this stage starts a branch that changes frames (the video branch)."""
         self.counts_output = False
         """Whether frames leaving this stage count as the pipeline's output (PERF, summary)."""
 
@@ -122,8 +124,10 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._mux_probes: list[Probe] = []
         self._unstarted: list[tuple[Stream, Any]] = []
-        self._first_input: queue.Queue[Any] | None = None
-        self._sink_inputs: list[queue.Queue[Any]] = []
+        self._mux_outputs: list[queue.Queue[Any]] = []
+        self._counts_at_mux = True
+        self._unused: list[str] = []
+        """Sections configured but not run (a tiler with no video sink to feed)."""
         for index, props in enumerate(config.sources):
             self.add_source(props, place=f"sources[{index}]")
 
@@ -148,26 +152,42 @@ class Pipeline:
         return element
 
     def build(self) -> None:
-        """Create and build every element: models load, files open, errors raise here."""
+        """Create and build every element: models load, files open, errors raise here.
+
+        The flow is ``mux → infer* → tracker → ┬ metadata sinks`` and
+        ``└ tiler → osd → video sinks``; the tiler and osd run only when a video sink is there.
+        """
         if self._built:
             return
         config = self.config
-        queue_size = config.queue_size
+        video_sinks = [
+            (index, sink) for index, sink in enumerate(config.sinks) if _takes_video(sink.type)
+        ]
+        meta_sinks = [
+            (index, sink) for index, sink in enumerate(config.sinks) if not _takes_video(sink.type)
+        ]
+        plan: list[tuple[str, ElementProperties, str, str, dict[str, Any]]] = []
+        for index, props in enumerate(config.infer):
+            name = props.name or f"infer{index}"
+            plan.append(("infer", props, name, f"infer[{index}]", {"gie_id": index + 1}))
+        if config.tracker is not None:
+            plan.append(("tracker", config.tracker, config.tracker.name or "tracker", "tracker", {}))
+        chain_length = len(plan)
+        for key in ("tiler", "osd"):
+            props = getattr(config, key)
+            if props is None:
+                continue
+            if not video_sinks:
+                self._unused.append(key)
+                continue
+            plan.append((key, props, props.name or key, key, {}))
+        for index, sink in [*meta_sinks, *video_sinks]:
+            plan.append((sink.type, sink, sink.name or f"{sink.type}{index}", f"sinks[{index}]", {}))
         place = ""
         try:
-            for index, props in enumerate(config.infer):
-                place = f"infer[{index}]"
-                name = props.name or f"infer{index}"
-                element = self._make_element(
-                    "infer", props, name=name, place=place, gie_id=index + 1
-                )
-                self._stages.append(_Stage(element, queue_size))
-                element.build()
-            for index, sink in enumerate(config.sinks):
-                place = f"sinks[{index}]"
-                name = sink.name or f"{sink.type}{index}"
-                element = self._make_element(sink.type, sink, name=name, place=place)
-                self._stages.append(_Stage(element, queue_size))
+            for kind, props, name, place, extra in plan:
+                element = self._make_element(kind, props, name=name, place=place, **extra)
+                self._stages.append(_Stage(element, config.queue_size))
                 element.build()
         except BaseException as error:
             for stage in self._stages:
@@ -177,15 +197,25 @@ class Pipeline:
             if isinstance(error, PanoptesError) and not str(error).startswith(place):
                 error.args = (f"{place}: {error}",)
             raise
-        processing = [s for s in self._stages if not s.element.is_sink]
-        sinks = [s for s in self._stages if s.element.is_sink]
-        for upstream, downstream in itertools.pairwise(processing):
+        chain = self._stages[:chain_length]
+        meta = self._stages[chain_length:][: len(meta_sinks)]
+        rest = self._stages[chain_length + len(meta_sinks) :]
+        video = [s for s in rest if not s.element.is_sink]
+        video_out = [s for s in rest if s.element.is_sink]
+        for upstream, downstream in [*itertools.pairwise(chain), *itertools.pairwise(video)]:
             upstream.outputs.append(downstream.input)
-        if processing:
-            processing[-1].outputs.extend(s.input for s in sinks)
-            processing[-1].counts_output = True
-        self._first_input = processing[0].input if processing else None
-        self._sink_inputs = [s.input for s in sinks]
+        if video:
+            # The video branch draws on its own copies of the frames (the metadata sinks read
+            # the originals at the same time); the metadata itself is shared, read-only.
+            video[0].copies_frames = True
+            video[-1].outputs.extend(s.input for s in video_out)
+        branch_heads = [s.input for s in meta]
+        branch_heads += [video[0].input] if video else [s.input for s in video_out]
+        if chain:
+            chain[-1].outputs.extend(branch_heads)
+            chain[-1].counts_output = True
+        self._mux_outputs = [chain[0].input] if chain else branch_heads
+        self._counts_at_mux = not chain
         self._built = True
 
     def element(self, name: str) -> Element:
@@ -301,6 +331,7 @@ class Pipeline:
             source.open()
             stream.queue.leaky = source.is_live
             stream.stats.expected_frames = source.expected_frames
+            fps = getattr(source, "fps", None)
             with self._condition:
                 if stream.state is StreamState.STARTING:
                     stream.state = StreamState.PLAYING
@@ -315,6 +346,7 @@ class Pipeline:
                     capture_time_s=time.time(),
                     size_wh=(width, height),
                     image=image,
+                    fps=fps,
                 )
                 self.mux.prepare(frame)
                 stream.stats.frames_decoded += 1
@@ -357,6 +389,8 @@ class Pipeline:
         pin_mmap_threshold()
         self._started = True
         self._start_time = time.monotonic()
+        for key in self._unused:
+            self.bus.warning(key, f"{key} is not run: no video sink (file, rtsp) to feed")
         self._stages_running = len(self._stages)
         for stage in self._stages:
             stage.thread = threading.Thread(
@@ -405,7 +439,7 @@ class Pipeline:
         if self.mux.batch_size == 0:
             preferred = [stage.element.preferred_batch for stage in self._stages]
             self.mux.batch_size = max(1, len(self.streams()), *preferred)
-        outputs = [self._first_input] if self._first_input is not None else self._sink_inputs
+        outputs = self._mux_outputs
         while True:
             frames = self.mux.collect(
                 self._live_streams, self._stop, keep_alive=self.config.keep_alive
@@ -429,7 +463,7 @@ class Pipeline:
     def _deliver(self, batch: Batch, outputs: list[queue.Queue[Any]]) -> None:
         if self._mux_probes:
             batch = self._apply_probes(self._mux_probes, batch, "mux")
-        if self._first_input is None:
+        if self._counts_at_mux:
             self._count_output(batch)
         self._push(outputs, batch)
 
@@ -481,6 +515,8 @@ class Pipeline:
                     self.bus.error(element.name, f"failed to drain: {error!r}")
                 self._push(stage.outputs, _EOS)
                 break
+            if stage.copies_frames:
+                item = item.branch_copy()
             try:
                 out = element.process(item)
             except Exception as error:
@@ -614,3 +650,7 @@ class Pipeline:
     def frames_out(self) -> int:
         with self._streams_lock:
             return sum(stats.frames_out for stats in self._stats.values())
+
+
+def _takes_video(kind: str) -> bool:
+    return bool(getattr(load_kind(kind), "takes_video", False))

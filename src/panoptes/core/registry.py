@@ -16,8 +16,13 @@ KINDS: dict[str, str] = {
     "test-source": "panoptes.elements.test_source:TestSource",
     "mux": "panoptes.elements.mux:Mux",
     "infer": "panoptes.elements.infer:Infer",
+    "tracker": "panoptes.elements.tracker:Tracker",
+    "tiler": "panoptes.elements.tiler:Tiler",
+    "osd": "panoptes.elements.osd:Osd",
     "fakesink": "panoptes.elements.fakesink:FakeSink",
     "jsonl": "panoptes.elements.jsonl:JsonlSink",
+    "file": "panoptes.elements.file_sink:FileSink",
+    "snapshot": "panoptes.elements.snapshot:SnapshotSink",
 }
 
 

@@ -87,6 +87,12 @@ class UriSource:
         return self._reader.size_wh
 
     @property
+    def fps(self) -> float | None:
+        """Frames per second this source delivers (after ``drop_frame_interval``), when known."""
+        native = self._reader.fps
+        return None if not native else native / self.props.drop_frame_interval
+
+    @property
     def expected_frames(self) -> int | None:
         """Frames this source will deliver, when known (files that do not loop)."""
         max_frames = getattr(self.props, "max_frames", None)

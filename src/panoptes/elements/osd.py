@@ -1,0 +1,24 @@
+"""``osd``: draws boxes, labels and probes' display metadata onto frames, as nvdsosd does."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from panoptes.core.element import ElementProperties
+
+
+class OsdProperties(ElementProperties):
+    name: str | None = Field(None, description="Element name.")
+    border_width: int = Field(2, ge=0, description="Box border width in pixels; 0 = no boxes.")
+    font_scale: float = Field(0.5, gt=0, description="Text size (OpenCV font scale).")
+    text_background: bool = Field(True, description="Draw labels on a filled background.")
+    show_label: bool = Field(True, description="Write each object's class name.")
+    show_confidence: bool = Field(True, description="Write each object's confidence (0.93).")
+    show_track_id: bool = Field(True, description="Write each tracked object's id (#12).")
+    show_keypoints: bool = Field(True, description="Draw objects' keypoint skeletons.")
+    clock: bool = Field(False, description="Draw the wall-clock time in the top-left corner.")
+    clock_format: str = Field("%Y-%m-%d %H:%M:%S", description="strftime format of the clock.")
+    class_colors: dict[int, tuple[int, int, int]] = Field(
+        default_factory=dict,
+        description="(R, G, B) per class id; other classes take colours from a fixed palette.",
+    )
