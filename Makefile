@@ -9,7 +9,11 @@ export PANOPTES_MODEL_PATH ?= $(SHARED_ASSETS)/models
 endif
 DEMO_VIDEOS := $(if $(wildcard $(SHARED_ASSETS)/videos),--videos $(SHARED_ASSETS)/videos)
 
-.PHONY: setup demo test test-all check bench clean
+# Debian packages the tests use (ffprobe checks the videos panoptes writes), with the command
+# that shows each is there.
+TEST_DEBS := ffmpeg:ffprobe
+
+.PHONY: setup system-deps demo test test-all check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +23,25 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+system-deps:
+	@missing=""; for item in $(TEST_DEBS); do \
+		command -v $${item#*:} >/dev/null || missing="$$missing $${item%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt=apt-get; \
+		elif command -v sudo >/dev/null; then apt="sudo apt-get"; \
+		else echo "The tests need these Debian packages:$$missing (apt-get install$$missing)"; exit 1; fi; \
+		echo "Installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive $$apt install -y -q $$missing >/dev/null || \
+		{ $$apt update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$apt install -y -q $$missing >/dev/null; }; \
+	fi
+
 demo: setup
 	$(BIN)/panoptes demo $(DEMO_VIDEOS)
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest
 
-test-all: setup
+test-all: setup system-deps
 	$(BIN)/python -m pytest -m "not gpu"
 
 check: setup
@@ -35,6 +51,7 @@ check: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cpu_pipeline.py
+	$(BIN)/python benchmarks/display_pipeline.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

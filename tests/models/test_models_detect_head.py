@@ -147,5 +147,5 @@ def test_unrecognised_outputs_are_explained(
     assert message.startswith("models/mystery.onnx: cannot tell which detection head")
     for name, shape in outputs:
         assert f"'{name}' [{', '.join(map(str, shape))}]" in message
-    assert "end2end, fastestdet, nanodet, ultralytics, yolov5, yolox" in message
+    assert "end2end, fastestdet, nanodet, none, ultralytics, yolov5, yolox" in message
     assert "parser: yolox" in message and "my_module:parse" in message

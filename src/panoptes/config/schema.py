@@ -68,6 +68,18 @@ class PerfProperties(BaseModel):
     )
 
 
+class ProbeConfig(BaseModel):
+    """A Python function called on each batch an element outputs (see :mod:`panoptes.core.pipeline`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    element: str = Field(description="Name of the element whose output it sees, or 'mux'.")
+    function: str = Field(
+        description="'file.py:function' (relative to the config's folder) or "
+        "'package.module:function'; called as function(batch)."
+    )
+
+
 class PipelineConfig(BaseModel):
     """A whole pipeline: sources, mux, models, sinks."""
 
@@ -89,6 +101,9 @@ class PipelineConfig(BaseModel):
     )
     sinks: list[SinkConfig] = Field(
         default_factory=_default_sinks, description="Outputs; default a fakesink."
+    )
+    probes: list[ProbeConfig] = Field(
+        default_factory=list, description="Python functions that read and change metadata."
     )
     perf: PerfProperties = Field(default_factory=PerfProperties, description="Performance reports.")
     queue_size: int = Field(2, ge=1, description="Batches held between two elements.")

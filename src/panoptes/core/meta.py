@@ -258,6 +258,8 @@ class Objects:
                 item["keypoints"] = np.round(self.keypoints[i].astype(np.float64), 1).tolist()
             for name, values in extra.items():
                 item[name] = values[i]
+            if self.user_meta[i]:
+                item["user_meta"] = self.user_meta[i]
             out.append(item)
         return out
 

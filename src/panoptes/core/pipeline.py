@@ -147,7 +147,9 @@ class Pipeline:
         self, kind: str, props: ElementProperties, *, name: str, place: str, **extra: Any
     ) -> Element:
         cls = load_kind(kind)
-        context = BuildContext(bus=self.bus, base_dir=self.base_dir, place=place)
+        context = BuildContext(
+            bus=self.bus, base_dir=self.base_dir, place=place, config=self.config
+        )
         element: Element = cls(props, name=name, context=context, **extra)
         return element
 
@@ -217,6 +219,32 @@ class Pipeline:
         self._mux_outputs = [chain[0].input] if chain else branch_heads
         self._counts_at_mux = not chain
         self._built = True
+        try:
+            self._attach_config_probes()
+        except ConfigError:
+            for stage in self._stages:
+                stage.element.close()
+            self._stages, self._built = [], False
+            raise
+
+    def _attach_config_probes(self) -> None:
+        from panoptes.core.imports import load_function
+
+        names = {stage.element.name for stage in self._stages} | {"mux"}
+        names |= set(self._unused)
+        for index, probe in enumerate(self.config.probes):
+            if probe.element not in names:
+                known = ", ".join(sorted(names))
+                raise ConfigError(
+                    f"no element named {probe.element!r}; elements: {known}",
+                    f"probes[{index}].element",
+                )
+            try:
+                function = load_function(probe.function, self.base_dir)
+            except ImportError as error:
+                raise ConfigError(str(error), f"probes[{index}].function") from error
+            if probe.element not in self._unused:
+                self.add_probe(probe.element, function)
 
     def element(self, name: str) -> Element:
         """The element called ``name`` (built first if the pipeline was not)."""

@@ -59,8 +59,9 @@ class InferProperties(ElementProperties):
     )
     parser: str | None = Field(
         None,
-        description="Output parser: yolox, yolov5, ultralytics, end2end, nanodet, fastestdet, or "
-        "module:function for your own; default: recognised from the model's outputs.",
+        description="Output parser: yolox, yolov5, ultralytics, end2end, nanodet, fastestdet, "
+        "none (no objects: decode the tensor meta in a probe), or module:function for your own; "
+        "default: recognised from the model's outputs.",
     )
     labels: str | list[str] | None = Field(
         None,

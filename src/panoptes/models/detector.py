@@ -190,10 +190,10 @@ class Detector:
 
         if parser is None:
             self.parser_name: str = detect_head(output_shapes, metadata, input_size_wh, model=model)
-            self._parser: Parser = resolve_parser(self.parser_name)
+            self._parser: Parser = resolve_parser(self.parser_name, base_dir)
         elif isinstance(parser, str):
             self.parser_name = parser
-            self._parser = resolve_parser(parser)
+            self._parser = resolve_parser(parser, base_dir)
         else:
             self.parser_name = f"{parser.__module__}:{getattr(parser, '__qualname__', parser)}"
             self._parser = parser

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib
-import importlib.util
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from panoptes.core.errors import ModelError
+from panoptes.core.imports import load_function
 from panoptes.models.preprocess import PreprocessSpec
 
 __all__ = [
@@ -475,8 +474,16 @@ def parse_fastestdet(outputs: Mapping[str, np.ndarray], ctx: ParserContext) -> l
     return results
 
 
+def parse_none(outputs: Mapping[str, np.ndarray], ctx: ParserContext) -> list[Candidates]:
+    """No objects: the model's raw tensors go to probes as tensor meta (nvinfer's
+    ``network-type=100`` with ``output-tensor-meta=1``), which decode them in Python."""
+    first = _first_output(outputs, ctx)
+    return [Candidates.empty() for _ in range(first.shape[0])]
+
+
 #: Built-in parsers by name.
 PARSERS: dict[str, Parser] = {
+    "none": parse_none,
     "yolox": parse_yolox,
     "yolov5": parse_yolov5,
     "ultralytics": parse_ultralytics,
@@ -595,43 +602,23 @@ def detect_head(
     )
 
 
-def _load_module(module_name: str, ref: str) -> Any:
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ImportError(f"no Python file {path}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-        return importlib.import_module(module_name)
-    except Exception as exc:  # anything the module raises while importing is the user's to see
-        raise ModelError(
-            f"parser {ref!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def resolve_parser(name_or_ref: str) -> Parser:
+def resolve_parser(name_or_ref: str, base_dir: Path | None = None) -> Parser:
     """A built-in parser by name, or a user's function from ``"module:function"``.
 
-    ``"python:module:function"`` is accepted too, and the module may be a ``.py`` file path.
-    Raises :class:`ModelError` for an unknown name or a function that cannot be imported.
+    ``"python:module:function"`` is accepted too, and the module may be a ``.py`` file path
+    (relative to ``base_dir``). Raises :class:`ModelError` for an unknown name or a function that
+    cannot be imported.
     """
     if name_or_ref in PARSERS:
         return PARSERS[name_or_ref]
     ref = name_or_ref.removeprefix("python:")
-    module_name, _, function_name = ref.rpartition(":")
-    if not module_name or not function_name:
+    if ":" not in ref:
         raise ModelError(
             f"unknown parser {name_or_ref!r}; known: {', '.join(sorted(PARSERS))}, "
             "or a Python function as 'module:function'"
         )
-    module = _load_module(module_name, name_or_ref)
-    function = getattr(module, function_name, None)
-    if function is None:
-        raise ModelError(f"parser {name_or_ref!r}: module {module_name!r} has no {function_name!r}")
-    if not callable(function):
-        raise ModelError(f"parser {name_or_ref!r}: {function_name!r} is not callable")
-    parser: Parser = function
+    try:
+        parser: Parser = load_function(ref, base_dir)
+    except ImportError as error:
+        raise ModelError(f"parser {name_or_ref!r}: {error}") from error
     return parser
