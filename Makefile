@@ -45,8 +45,8 @@ test-all: setup system-deps
 	$(BIN)/python -m pytest -m "not gpu"
 
 check: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
 bench: setup

@@ -12,7 +12,8 @@ import pytest
 
 from panoptes import Batch, ConfigError, Pipeline
 
-CLIP = Path(__file__).resolve().parents[1].parent / "shared/assets/videos/one-by-one-person-detection.mp4"
+VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
+CLIP = VIDEOS / "one-by-one-person-detection.mp4"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -269,4 +269,6 @@ def test_public_api_is_curated() -> None:
         "models",
         "demo",
         "cli",
+        "render",
+        "tracking",
     }

@@ -21,14 +21,24 @@ from panoptes.core.errors import (
 )
 from panoptes.core.frame import Batch, Frame, StreamEvent
 from panoptes.core.geometry import Letterbox
-from panoptes.core.meta import DisplayMeta, FrameMeta, Objects, ObjectView, TensorMeta
+from panoptes.core.meta import (
+    COCO_SKELETON,
+    DisplayMeta,
+    FrameMeta,
+    Objects,
+    ObjectView,
+    TensorMeta,
+)
 from panoptes.core.pipeline import Pipeline, RunSummary
+from panoptes.tracking.results import FinishedTrack
 
 __all__ = [
+    "COCO_SKELETON",
     "Batch",
     "Bus",
     "ConfigError",
     "DisplayMeta",
+    "FinishedTrack",
     "Frame",
     "FrameMeta",
     "Letterbox",

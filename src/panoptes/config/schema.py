@@ -69,7 +69,7 @@ class PerfProperties(BaseModel):
 
 
 class ProbeConfig(BaseModel):
-    """A Python function called on each batch an element outputs (see :mod:`panoptes.core.pipeline`)."""
+    """A Python function called on each batch an element outputs (a probe)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -197,7 +197,10 @@ class Objects:
         out.track_id = np.concatenate([p.track_id for p in parts])
         out.component_id = np.concatenate([p.component_id for p in parts])
         out.parent = np.concatenate(
-            [np.where(p.parent == NO_ID, NO_ID, p.parent + o) for p, o in zip(parts, offsets)]
+            [
+                np.where(p.parent == NO_ID, NO_ID, p.parent + offset)
+                for p, offset in zip(parts, offsets, strict=True)
+            ]
         ).astype(np.int32)
         out.labels = [label for p in parts for label in p.labels]
         names = {name: p.extra[name].dtype for p in parts for name in p.extra}

@@ -173,22 +173,28 @@ class Pipeline:
             name = props.name or f"infer{index}"
             plan.append(("infer", props, name, f"infer[{index}]", {"gie_id": index + 1}))
         if config.tracker is not None:
-            plan.append(("tracker", config.tracker, config.tracker.name or "tracker", "tracker", {}))
+            tracker = config.tracker
+            plan.append(("tracker", tracker, tracker.name or "tracker", "tracker", {}))
         chain_length = len(plan)
+        # Built in the order they are wired below: chain, metadata sinks, video branch, video sinks.
+        for index, sink in meta_sinks:
+            name = sink.name or f"{sink.type}{index}"
+            plan.append((sink.type, sink, name, f"sinks[{index}]", {}))
         for key in ("tiler", "osd"):
-            props = getattr(config, key)
-            if props is None:
+            section = getattr(config, key)
+            if section is None:
                 continue
             if not video_sinks:
                 self._unused.append(key)
                 continue
-            plan.append((key, props, props.name or key, key, {}))
-        for index, sink in [*meta_sinks, *video_sinks]:
-            plan.append((sink.type, sink, sink.name or f"{sink.type}{index}", f"sinks[{index}]", {}))
+            plan.append((key, section, section.name or key, key, {}))
+        for index, sink in video_sinks:
+            name = sink.name or f"{sink.type}{index}"
+            plan.append((sink.type, sink, name, f"sinks[{index}]", {}))
         place = ""
         try:
-            for kind, props, name, place, extra in plan:
-                element = self._make_element(kind, props, name=name, place=place, **extra)
+            for kind, element_props, name, place, extra in plan:
+                element = self._make_element(kind, element_props, name=name, place=place, **extra)
                 self._stages.append(_Stage(element, config.queue_size))
                 element.build()
         except BaseException as error:

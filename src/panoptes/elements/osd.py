@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from panoptes.core.element import ElementProperties
+from panoptes.core.element import Element, ElementProperties
+from panoptes.core.frame import Batch
+from panoptes.render import draw_frame
 
 
 class OsdProperties(ElementProperties):
@@ -22,3 +24,21 @@ class OsdProperties(ElementProperties):
         default_factory=dict,
         description="(R, G, B) per class id; other classes take colours from a fixed palette.",
     )
+
+
+class Osd(Element):
+    """Replaces each frame's image with a drawn copy (see :func:`panoptes.render.draw_frame`).
+
+    It runs in the video branch, whose frames are the branch's own: the image is replaced,
+    never drawn on in place, because the metadata branch reads the same pixels meanwhile.
+    """
+
+    kind = "osd"
+    Properties = OsdProperties
+
+    props: OsdProperties
+
+    def process(self, batch: Batch) -> Batch:
+        for frame in batch.frames:
+            frame.image = draw_frame(frame, self.props)
+        return batch
