@@ -278,6 +278,32 @@ def test_frame_rate(
     assert ffprobe(tmp_path / "rate_0.mp4")["r_frame_rate"] == expected
 
 
+@pytest.mark.parametrize(("unknown", "expected"), [(3, "25/1"), (40, "30/1")])
+def test_first_frames_without_a_rate_wait_for_one(
+    tmp_path: Path, unknown: int, expected: str
+) -> None:
+    """A tiler gives no rate until every stream has shown a frame: those first pictures are held
+    (up to HOLD_FRAMES) and written at the rate that comes next, or at 30 fps."""
+    sink = make_sink(tmp_path, path="held.mp4")
+    frames = [make_frame(TILED_SOURCE_ID, i, fps=None) for i in range(unknown)]
+    frames += [make_frame(TILED_SOURCE_ID, unknown + i, fps=25.0) for i in range(5)]
+    for index, frame in enumerate(frames):
+        sink.process(Batch([frame], index))
+    sink.close()
+    probe = ffprobe(tmp_path / "held.mp4")
+    assert probe["r_frame_rate"] == expected
+    assert int(probe["nb_read_frames"]) == unknown + 5
+
+
+def test_held_frames_are_written_when_the_stream_ends_first(tmp_path: Path) -> None:
+    sink = make_sink(tmp_path, path="short.mp4")
+    for batch in batches([0], 4, fps=None):
+        sink.process(batch)
+    sink.process(Batch([], 4, [StreamEvent("ended", 0, "cam0")]))
+    assert int(ffprobe(tmp_path / "short_0.mp4")["nb_read_frames"]) == 4
+    sink.close()
+
+
 def test_later_frames_of_another_size_are_resized(tmp_path: Path) -> None:
     sink = make_sink(tmp_path, path="sizes.mp4")
     sizes = [(321, 241), (640, 480), (160, 120), (321, 241)]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Frame rate of a file when neither the properties nor the stream give one.
 DEFAULT_FPS = 30.0
+HOLD_FRAMES = 15
+"""First frames held while their rate is unknown; then the file opens at ``DEFAULT_FPS``."""
 
 PLACEHOLDERS = ("source_id", "name")
 """What a per-stream path may name: ``{source_id}`` and ``{name}`` (the stream's name, made
@@ -77,6 +79,9 @@ class FileSink(Element):
         self.written: dict[Path, int] = {}
         """Frames written into each file."""
         self._writers: dict[int, VideoWriter] = {}
+        self._held: dict[int, list[Frame]] = {}
+        """Per output, first frames whose rate is not known yet (a tiler waiting for every
+        stream's first frame), written once a frame brings the rate."""
         self._failed: set[int] = set()
         """Streams whose file failed: their frames are no longer written."""
 
@@ -116,7 +121,11 @@ class FileSink(Element):
             writer = self._writers.get(frame.source_id)
             try:
                 if writer is None:
-                    writer = self._open(frame)
+                    held = self._held.setdefault(frame.source_id, [])
+                    if not (self.props.fps or frame.fps) and len(held) < HOLD_FRAMES:
+                        held.append(frame)
+                        continue
+                    writer = self._open(frame, held)
                 writer.write(frame.image)
             except Exception as error:
                 self._fail(batch, frame, writer, error)
@@ -134,12 +143,16 @@ class FileSink(Element):
     def close(self) -> None:
         self._finish_all()
 
-    def _open(self, frame: Frame) -> VideoWriter:
+    def _open(self, frame: Frame, held: list[Frame] | None = None) -> VideoWriter:
+        """The writer for ``frame``'s output, given the frames held before it (written first,
+        the first of them setting the size)."""
         from panoptes.media.writer import VideoWriter
 
-        path = self._path_for(frame)
+        held = self._held.pop(frame.source_id, held) or []
+        first = held[0] if held else frame
+        path = self._path_for(first)
         path.parent.mkdir(parents=True, exist_ok=True)
-        height, width = frame.image.shape[:2]
+        height, width = first.image.shape[:2]
         writer = VideoWriter(
             path,
             (width, height),
@@ -152,6 +165,8 @@ class FileSink(Element):
         self._writers[frame.source_id] = writer
         self.paths.append(path)
         self.written[path] = 0
+        for early in held:
+            writer.write(early.image)
         return writer
 
     def _path_for(self, frame: Frame) -> Path:
@@ -189,6 +204,13 @@ class FileSink(Element):
         )
 
     def _finish(self, source_id: int) -> None:
+        held = self._held.pop(source_id, None)
+        if held and source_id not in self._writers:
+            try:
+                self._open(held[-1], held[:-1]).write(held[-1].image)
+            except Exception as error:
+                self.failures += 1
+                self.bus.error(self.name, f"cannot write {held[-1].source_name}: {error!r}")
         writer = self._writers.pop(source_id, None)
         if writer is None:
             return
@@ -210,7 +232,8 @@ class FileSink(Element):
         )
 
     def _finish_all(self) -> None:
-        for source_id in list(getattr(self, "_writers", ())):
+        outputs = {*getattr(self, "_writers", ()), *getattr(self, "_held", ())}
+        for source_id in sorted(outputs):
             self._finish(source_id)
 
 

@@ -117,6 +117,9 @@ class Tiler(Element):
         self._cells: dict[int, tuple[int, int, int, int]] = {}
         self.frames_out = 0
         self._warned_hidden = False
+        self._fps: float | None = None
+        self._fps_decided = False
+        self._first_output_s: float | None = None
 
     @property
     def size_wh(self) -> tuple[int, int]:
@@ -215,6 +218,22 @@ class Tiler(Element):
             # left of the picture.
             draw_text(region, tile.name, (0, y2 - y1), font_scale=font_scale * 0.8)
 
+    def _output_fps(self, shown: dict[int, str], fps_values: list[float]) -> float | None:
+        """The rate of the tiled pictures: the highest of the streams' rates, fixed once every
+        tiled stream has given a frame (or after ``no_signal_s``), so that a video sink opened
+        on the first picture does not take the rate of whichever stream started first; None
+        until then."""
+        if self._fps_decided:
+            return self._fps
+        now_s = time.monotonic()
+        if self._first_output_s is None:
+            self._first_output_s = now_s
+        everyone = all(self._tiles[source_id].frame is not None for source_id in shown)
+        if everyone or now_s - self._first_output_s > self.props.no_signal_s:
+            self._fps = max(fps_values) if fps_values else None
+            self._fps_decided = True
+        return self._fps
+
     def _tiled_frame(self, batch: Batch, shown: dict[int, str]) -> Frame:
         parts: list[Objects] = []
         display_meta = DisplayMeta()
@@ -236,7 +255,7 @@ class Tiler(Element):
             user_meta={"streams": {f.source_id: f.meta.user_meta for f in batch.frames}},
             snapshot_requested=any(f.meta.snapshot_requested for f in batch.frames),
         )
-        fps = max(fps_values) if fps_values else None
+        fps = self._output_fps(shown, fps_values)
         return Frame(
             source_id=TILED_SOURCE_ID,
             source_name="tiled",

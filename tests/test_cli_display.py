@@ -1,0 +1,102 @@
+"""The tracking/display issue's YAML, run with the CLI as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import av
+import pytest
+
+VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
+
+DISPLAY_EXAMPLE = f"""
+sources:
+  - uri: {VIDEOS}/one-by-one-person-detection.mp4
+  - uri: {VIDEOS}/Retail02_short.mp4
+infer:
+  - model: yolox-nano
+tracker: {{type: bytetrack}}
+tiler: {{width: 1280, height: 720}}
+osd: {{show_confidence: true}}
+sinks:
+  - type: file
+    path: out/tiled.mp4
+  - type: jsonl
+    path: out/meta.jsonl
+"""
+
+
+def panoptes(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "panoptes.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ffprobe(path: Path) -> dict[str, object]:
+    result = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+            "-show_entries", "stream=nb_read_frames,width,height,r_frame_rate,codec_name",
+            "-of", "json", str(path),
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stream: dict[str, object] = json.loads(result.stdout)["streams"][0]
+    return stream
+
+
+def check_run(tmp_path: Path, frames: dict[int, int]) -> None:
+    """The jsonl holds every frame of both streams with track ids; the tiled mp4 plays."""
+    records = [json.loads(line) for line in (tmp_path / "out" / "meta.jsonl").open()]
+    assert Counter(r["source_id"] for r in records) == frames
+    objects = [o for r in records for o in r["objects"]]
+    assert objects and all(isinstance(o["track_id"], int) for o in objects)
+    # The shop camera has several people at once, each with an id of their own.
+    shop_ids = [
+        [o["track_id"] for o in r["objects"] if o["label"] == "person"]
+        for r in records
+        if r["source_id"] == 1
+    ]
+    assert max(len(ids) for ids in shop_ids) >= 3
+    assert all(len(ids) == len(set(ids)) for ids in shop_ids)
+    video = tmp_path / "out" / "tiled.mp4"
+    probe = ffprobe(video)
+    assert probe["codec_name"] == "h264" and (probe["width"], probe["height"]) == (1280, 720)
+    # The tiled video runs at the faster stream's rate, one picture per batch: at least as many
+    # pictures as that stream has frames.
+    assert probe["r_frame_rate"] == "30/1"
+    count = int(str(probe["nb_read_frames"]))
+    assert count >= max(frames.values())
+    with av.open(str(video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == count
+
+
+def test_display_example_short(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text(DISPLAY_EXAMPLE)
+    result = panoptes(
+        "run",
+        "pipeline.yaml",
+        "--set",
+        "sources[0].max_frames=40",
+        "--set",
+        "sources[1].max_frames=40",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    check_run(tmp_path, {0: 40, 1: 40})
+
+
+@pytest.mark.slow
+def test_display_example_as_written(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text(DISPLAY_EXAMPLE)
+    result = panoptes("run", "pipeline.yaml", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    check_run(tmp_path, {0: 1394, 1: 603})
