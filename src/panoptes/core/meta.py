@@ -240,6 +240,13 @@ class Objects:
             )
             for name, column in self.extra.items()
         }
+        keypoints = None
+        if self.keypoints is not None:
+            # x, y to 0.1 px like the boxes; visibility to 0.01.
+            rounded = self.keypoints.astype(np.float64)
+            rounded[..., :2] = np.round(rounded[..., :2], 1)
+            rounded[..., 2] = np.round(rounded[..., 2], 2)
+            keypoints = rounded.tolist()
         out: list[dict[str, Any]] = []
         for i in range(len(self)):
             track = int(self.track_id[i])
@@ -257,8 +264,8 @@ class Objects:
                     {"component_id": c, "label": label, "confidence": round(score, 4)}
                     for c, label, score in self.classifications[i]
                 ]
-            if self.keypoints is not None:
-                item["keypoints"] = np.round(self.keypoints[i].astype(np.float64), 1).tolist()
+            if keypoints is not None:
+                item["keypoints"] = keypoints[i]
             for name, values in extra.items():
                 item[name] = values[i]
             if self.user_meta[i]:
