@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
@@ -201,6 +202,11 @@ def test_demo_with_generated_clips(tmp_path: Path) -> None:
     assert len(records) == 36
     labels = {o["label"] for r in records for o in r["objects"]}
     assert {"person", "cat"} <= labels
+    assert all(isinstance(o["track_id"], int) for r in records for o in r["objects"])
+    # The tiled video, beside the metadata: one picture per batch of the three streams.
+    with av.open(str(tmp_path / "tiled.mp4")) as container:
+        pictures = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(pictures) >= 12 and pictures[0].shape == (720, 1280, 3)
 
 
 def test_progress_bar_for_file_runs(tmp_path: Path) -> None:

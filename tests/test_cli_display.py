@@ -100,3 +100,24 @@ def test_display_example_as_written(tmp_path: Path) -> None:
     result = panoptes("run", "pipeline.yaml", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr
     check_run(tmp_path, {0: 1394, 1: 603})
+
+
+def test_validate_checks_the_display_sections_and_probes(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(DISPLAY_EXAMPLE)
+    result = panoptes("validate", "good.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out" / "tiled.mp4").exists()  # checked, not written
+    bad = DISPLAY_EXAMPLE.replace("out/tiled.mp4", "out/tiled.avi").replace(
+        "tracker: {type: bytetrack}", "tracker: {type: bytetrack, operate_on_gie_id: 4}"
+    )
+    bad += "probes:\n  - {element: trackr, function: nowhere.py:f}\n"
+    (tmp_path / "bad.yaml").write_text(bad)
+    result = panoptes("validate", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    for expected in (
+        "sinks[0].path: 'out/tiled.avi' is not a video file name",
+        "tracker.operate_on_gie_id: no infer element has gie_id 4",
+        "probes[0].element: no element named 'trackr'",
+        "probes[0].function: no Python file",
+    ):
+        assert expected in result.stderr, result.stderr

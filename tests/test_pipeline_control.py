@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from panoptes import Batch, ConfigError, Message, MessageType, Pipeline
@@ -154,3 +156,48 @@ def test_failed_build_can_be_retried_without_duplicates(tmp_path: Any) -> None:
         with pytest.raises(Exception, match=r"infer\[0\]: .*not an ONNX model"):
             pipeline.build()
     assert pipeline._stages == []
+
+
+def test_sources_added_and_removed_at_run_time_take_and_free_tiles(tmp_path: Path) -> None:
+    pipeline = Pipeline(
+        {
+            "sources": [
+                {"uri": "test://ball?width=320&height=240&fps=30", "name": "a", "real_time": True}
+            ],
+            "tiler": {"width": 640, "height": 360},
+            "osd": {},
+            "sinks": [{"type": "file", "path": str(tmp_path / "tiled.mp4")}],
+            "perf": {"interval_s": 0},
+        }
+    )
+    layouts: list[tuple[int, ...]] = []
+
+    def record(batch: Batch) -> None:
+        if not batch.frames:  # a batch of stream events only: no picture
+            return
+        tiler = pipeline.element("tiler")
+        layouts.append(tuple(sorted(tiler._cells)))  # type: ignore[attr-defined]
+
+    pipeline.add_probe("tiler", record)
+    pipeline.start()
+
+    def wait_for(condition: Any) -> None:
+        deadline = time.monotonic() + 20
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert condition()
+
+    wait_for(lambda: len(layouts) >= 5)
+    second = pipeline.add_source(
+        {"uri": "test://gradient?width=320&height=240&fps=30", "name": "b", "real_time": True}
+    )
+    wait_for(lambda: layouts[-1] == (0, second))
+    pipeline.remove_source(second)
+    wait_for(lambda: layouts[-1] == (0,))
+    pipeline.stop()
+    assert pipeline.wait(20)
+    # One stream, then two side by side, then one again: the file has every tiled picture.
+    assert layouts[0] == (0,) and (0, second) in layouts
+    with av.open(str(tmp_path / "tiled.mp4")) as container:
+        pictures = sum(1 for _ in container.decode(video=0))
+    assert pictures == len(layouts)

@@ -232,9 +232,9 @@ def inspect(kind: str | None) -> None:
     "--max-frames", type=int, default=None, help="Stop each stream after this many frames."
 )
 def demo(videos: Path | None, output: Path, model: str, max_frames: int | None) -> None:
-    """Run the default detector over several sample camera streams."""
+    """Run the default detector and tracker over several sample camera streams."""
     from panoptes.core.pipeline import Pipeline
-    from panoptes.demo import demo_config
+    from panoptes.demo import demo_config, demo_video
 
     try:
         config = demo_config(videos, output=output, model=model, max_frames=max_frames)
@@ -245,7 +245,7 @@ def demo(videos: Path | None, output: Path, model: str, max_frames: int | None) 
         _echo(f"error: {error}")
         sys.exit(EXIT_BAD_CONFIG)
     code = run_pipeline(pipeline)
-    _echo(f"metadata written to {output}")
+    _echo(f"metadata written to {output}, tiled video to {demo_video(output)}")
     sys.exit(code)
 
 

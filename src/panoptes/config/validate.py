@@ -11,6 +11,7 @@ from panoptes.config.loader import load_config
 from panoptes.core.bus import Bus
 from panoptes.core.element import BuildContext
 from panoptes.core.errors import PanoptesError
+from panoptes.core.imports import load_function
 from panoptes.core.registry import load_kind
 from panoptes.media.reader import NETWORK_SCHEMES
 
@@ -23,8 +24,9 @@ def check_config(path: str | Path, overrides: Iterable[str] = ()) -> list[str]:
     """Problems found in the config at ``path``, each starting with its place; [] when valid.
 
     Schema errors raise :class:`ConfigError`. Local sources are opened (network ones are not
-    contacted), models are loaded and sinks open their files, so a missing file, a wrong model
-    or an unwritable output shows up here.
+    contacted), models are loaded, every element is built (sinks check their outputs without
+    writing them) and probes are imported, so a missing file, a wrong model, an unwritable
+    output or a probe that cannot be imported shows up here.
     """
     config, base_dir = load_config(path, overrides)
     problems: list[str] = []
@@ -44,10 +46,27 @@ def check_config(path: str | Path, overrides: Iterable[str] = ()) -> list[str]:
         finally:
             source.close()
     bus = Bus()
-    for index, infer in enumerate(config.infer):
-        place = f"infer[{index}]"
-        element: Any = load_kind("infer")(
-            infer, name=place, context=BuildContext(bus, base_dir, place)
+    elements: list[tuple[str, Any, str, dict[str, Any]]] = [
+        ("infer", infer, f"infer[{index}]", {}) for index, infer in enumerate(config.infer)
+    ]
+    elements += [
+        (key, getattr(config, key), key, {})
+        for key in ("tracker", "tiler", "osd")
+        if getattr(config, key) is not None
+    ]
+    for index, sink in enumerate(config.sinks):
+        # A sink that would truncate its file when built (jsonl) is only checked for a
+        # writable path; the others check their own outputs without writing them.
+        if getattr(load_kind(sink.type), "build_truncates", False):
+            output = getattr(sink, "path", None)
+            problem = _unwritable(base_dir / output) if output and output != "-" else None
+            if problem:
+                problems.append(f"sinks[{index}].path: {problem}")
+            continue
+        elements.append((sink.type, sink, f"sinks[{index}]", {}))
+    for kind, props, place, extra in elements:
+        element: Any = load_kind(kind)(
+            props, name=place, context=BuildContext(bus, base_dir, place, config), **extra
         )
         try:
             element.build()
@@ -56,13 +75,24 @@ def check_config(path: str | Path, overrides: Iterable[str] = ()) -> list[str]:
             problems.append(text if text.startswith(place) else f"{place}: {text}")
         finally:
             element.close()
-    # Sinks are not built: that would truncate the files they write.
-    for index, sink in enumerate(config.sinks):
-        output = getattr(sink, "path", None)
-        if output and output != "-":
-            problem = _unwritable(base_dir / output)
-            if problem:
-                problems.append(f"sinks[{index}].path: {problem}")
+    names = {"mux"}
+    names |= {
+        getattr(config, key).name or key
+        for key in ("tracker", "tiler", "osd")
+        if getattr(config, key) is not None
+    }
+    names |= {infer.name or f"infer{index}" for index, infer in enumerate(config.infer)}
+    names |= {sink.name or f"{sink.type}{index}" for index, sink in enumerate(config.sinks)}
+    for index, probe in enumerate(config.probes):
+        if probe.element not in names:
+            problems.append(
+                f"probes[{index}].element: no element named {probe.element!r}; "
+                f"elements: {', '.join(sorted(names))}"
+            )
+        try:
+            load_function(probe.function, base_dir)
+        except ImportError as error:
+            problems.append(f"probes[{index}].function: {error}")
     return problems
 
 

@@ -47,6 +47,8 @@ class JsonlSink(Element):
     kind = "jsonl"
     Properties = JsonlSinkProperties
     is_sink = True
+    build_truncates = True
+    """Building opens (truncates) the output: ``panoptes validate`` checks the path instead."""
 
     props: JsonlSinkProperties
 
