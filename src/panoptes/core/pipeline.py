@@ -169,12 +169,17 @@ class Pipeline:
             (index, sink) for index, sink in enumerate(config.sinks) if not _takes_video(sink.type)
         ]
         plan: list[tuple[str, ElementProperties, str, str, dict[str, Any]]] = []
-        for index, props in enumerate(config.infer):
-            name = props.name or f"infer{index}"
-            plan.append(("infer", props, name, f"infer[{index}]", {"gie_id": index + 1}))
+        models = [
+            ("infer", infer, infer.name or f"infer{i}", f"infer[{i}]", {"gie_id": i + 1})
+            for i, infer in enumerate(config.infer)
+        ]
+        # As deepstream-app links them: primary models, the tracker, then the secondary models,
+        # which work on tracked objects.
+        plan += [m for m in models if getattr(m[1], "process_mode", "primary") == "primary"]
         if config.tracker is not None:
             tracker = config.tracker
             plan.append(("tracker", tracker, tracker.name or "tracker", "tracker", {}))
+        plan += [m for m in models if getattr(m[1], "process_mode", "primary") != "primary"]
         chain_length = len(plan)
         # Built in the order they are wired below: chain, metadata sinks, video branch, video sinks.
         for index, sink in meta_sinks:
