@@ -78,6 +78,23 @@ def test_issue_example_parses_with_defaults(tmp_path: Path) -> None:
             "infer[0].class_thresholds",
             "not in [0, 1]",
         ),
+        (
+            "sources: [{uri: a.mp4}]\nsinks: [{type: file, path: a.mp4, crf: 99}]\n",
+            "sinks[0].crf",
+            "less than or equal to 51",
+        ),
+        (
+            "sources: [{uri: a.mp4}]\nsinks: [{type: snapshot, format: gif}]\n",
+            "sinks[0].format",
+            "'jpg' or 'png'",
+        ),
+        ("sources: [{uri: a.mp4}]\ntracker: {type: deepsort}\n", "tracker.type", "bytetrack"),
+        ("sources: [{uri: a.mp4}]\ntiler: {width: 4}\n", "tiler.width", "greater than"),
+        (
+            "sources: [{uri: a.mp4}]\nprobes: [{element: infer0}]\n",
+            "probes[0].function",
+            "required key is missing",
+        ),
     ],
 )
 def test_errors_name_their_place(tmp_path: Path, change: str, place: str, words: str) -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from panoptes.config.schema import PipelineConfig
 from panoptes.core.errors import ConfigError
 
-_TAGS = {"uri-source", "test-source", "fakesink", "jsonl"}
+_TAGS = {"uri-source", "test-source", "fakesink", "jsonl", "file", "snapshot"}
 
 
 def format_place(loc: Iterable[str | int]) -> str:
