@@ -484,6 +484,10 @@ class Pipeline:
                 self._live_streams, self._stop, keep_alive=self.config.keep_alive
             )
             events = self._next_events()
+            removed = {event.source_id for event in events if event.kind == "removed"}
+            if frames and removed:
+                # Taken just before the removal: a removed stream's frames go no further.
+                frames = [frame for frame in frames if frame.source_id not in removed]
             if frames is None:
                 if events:
                     self._deliver(Batch([], self._batch_count, events, time.monotonic()), outputs)
