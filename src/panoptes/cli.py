@@ -149,12 +149,28 @@ def main() -> None:
     """Real-time video analytics over many cameras."""
 
 
-def _load(config: str, overrides: Sequence[str]) -> Any:
+def _load(config: str, overrides: Sequence[str], *, quiet: bool = False) -> Any:
     from panoptes.config.loader import load_config
     from panoptes.core.pipeline import Pipeline
 
-    parsed, base_dir = load_config(config, overrides)
+    notes: list[Any] = []
+    parsed, base_dir = load_config(config, overrides, notes=notes)
+    # What a DeepStream file asked for that is not done as it is, said before anything runs.
+    for note in notes:
+        if note.status != "approximated" or not quiet:
+            _echo(f"warning: {note}")
     return Pipeline(parsed, base_dir=base_dir)
+
+
+def _print_config(config: str, overrides: Sequence[str]) -> None:
+    """The native YAML a config (a DeepStream file, say) becomes, with the overrides."""
+    import yaml
+
+    from panoptes.config.loader import apply_overrides, parse_config, read_native_or_deepstream
+
+    data = apply_overrides(read_native_or_deepstream(Path(config)), overrides)
+    parse_config(data, origin=config)  # only a valid config is printed
+    click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), nl=False)
 
 
 @main.command()
@@ -170,10 +186,25 @@ def _load(config: str, overrides: Sequence[str]) -> Any:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
-def run(config: str, overrides: tuple[str, ...], quiet: bool, progress: bool | None) -> None:
-    """Run a pipeline from CONFIG (panoptes YAML)."""
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the native YAML that CONFIG becomes (a DeepStream file translated) and exit.",
+)
+def run(
+    config: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    progress: bool | None,
+    print_config: bool,
+) -> None:
+    """Run a pipeline from CONFIG: panoptes YAML, or a deepstream-app configuration (INI or
+    YAML) with the nvinfer and tracker files it names."""
     try:
-        pipeline = _load(config, overrides)
+        if print_config:
+            _print_config(config, overrides)
+            return
+        pipeline = _load(config, overrides, quiet=quiet)
         pipeline.build()
     except PanoptesError as error:
         _echo(f"error: {error}")
@@ -185,14 +216,20 @@ def run(config: str, overrides: tuple[str, ...], quiet: bool, progress: bool | N
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
 def validate(config: str, overrides: tuple[str, ...]) -> None:
-    """Check CONFIG without running it: schema, source files, models."""
+    """Check CONFIG without running it: schema, source files, models, outputs; for a DeepStream
+    file, also what is honoured, approximated and not supported."""
     from panoptes.config.validate import check_config
 
+    notes: list[Any] = []
     try:
-        problems = check_config(config, overrides)
+        problems = check_config(config, overrides, notes=notes)
     except PanoptesError as error:
         _echo(f"error: {error}")
         sys.exit(EXIT_BAD_CONFIG)
+    from panoptes.config.deepstream.translate import is_deepstream_config, translate_app_config
+
+    if is_deepstream_config(Path(config)):
+        click.echo(translate_app_config(config).report())
     for problem in problems:
         _echo(f"error: {problem}")
     if problems:

@@ -127,13 +127,34 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> tuple[PipelineConfig, Path]:
-    """Read, override and validate a YAML config; returns it and the folder of relative paths."""
+def load_config(
+    path: str | Path, overrides: Iterable[str] = (), *, notes: list[Any] | None = None
+) -> tuple[PipelineConfig, Path]:
+    """Read, override and validate a config; returns it and the folder of relative paths.
+
+    A deepstream-app configuration (INI, or its YAML form) is translated first; what is not
+    honoured as it is goes into ``notes`` (:class:`~panoptes.config.deepstream.translate.Note`).
+    """
     path = Path(path)
+    data = read_native_or_deepstream(path, notes)
+    apply_overrides(data, overrides)
+    return parse_config(data, origin=str(path)), path.resolve().parent
+
+
+def read_native_or_deepstream(path: Path, notes: list[Any] | None = None) -> dict[str, Any]:
+    """The config at ``path`` as a native config dict (a DeepStream file translated)."""
+    from panoptes.config.deepstream.translate import is_deepstream_config, translate_app_config
+
+    if not path.is_file():
+        raise ConfigError(f"no such config file: {path}")
+    if is_deepstream_config(path):
+        translation = translate_app_config(path)
+        if notes is not None:
+            notes.extend(translation.notes)
+        return translation.config
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (sources, infer, sinks...)")
-    apply_overrides(data, overrides)
-    return parse_config(data, origin=str(path)), path.resolve().parent
+    return data

@@ -20,7 +20,9 @@ def _reason(error: PanoptesError) -> str:
     return str(getattr(error, "reason", error))
 
 
-def check_config(path: str | Path, overrides: Iterable[str] = ()) -> list[str]:
+def check_config(
+    path: str | Path, overrides: Iterable[str] = (), *, notes: list[Any] | None = None
+) -> list[str]:
     """Problems found in the config at ``path``, each starting with its place; [] when valid.
 
     Schema errors raise :class:`ConfigError`. Local sources are opened (network ones are not
@@ -28,7 +30,7 @@ def check_config(path: str | Path, overrides: Iterable[str] = ()) -> list[str]:
     writing them) and probes are imported, so a missing file, a wrong model, an unwritable
     output or a probe that cannot be imported shows up here.
     """
-    config, base_dir = load_config(path, overrides)
+    config, base_dir = load_config(path, overrides, notes=notes)
     problems: list[str] = []
     for index, props in enumerate(config.sources):
         place = f"sources[{index}].uri"

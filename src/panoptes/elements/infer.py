@@ -1,17 +1,26 @@
-"""``infer``: runs a detector on the batch and adds its objects to each frame (nvinfer)."""
+"""``infer``: runs a model on the batch (nvinfer).
+
+A primary model runs on whole frames and adds its objects to each frame. A secondary model
+(``process_mode: secondary``) runs on the crops of the objects another model made, after the
+tracker: a classifier attaches its results to those objects' ``classifications``, a detector adds
+the objects it finds in a crop as children of the cropped object.
+"""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from panoptes.core.element import Element, ElementProperties
+from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
-from panoptes.core.meta import TensorMeta
+from panoptes.core.geometry import Letterbox
+from panoptes.core.meta import NO_ID, TensorMeta
 
 
 class PreprocessOverrides(ElementProperties):
@@ -52,10 +61,12 @@ class InferProperties(ElementProperties):
         None,
         ge=1,
         description="Copies of the model sharing each batch, one thread each by default; "
-        "default min(4, cores).",
+        "default min(4, cores). A classifier runs one copy.",
     )
     threads: int | None = Field(
-        None, ge=1, description="CPU threads per instance; default cores / instances."
+        None,
+        ge=1,
+        description="CPU threads per instance; default cores / instances (a classifier: cores).",
     )
     parser: str | None = Field(
         None,
@@ -65,7 +76,9 @@ class InferProperties(ElementProperties):
     )
     labels: str | list[str] | None = Field(
         None,
-        description="Labels file (one per line) or list; default: model metadata, else COCO-80.",
+        description="Labels file (one per line) or list; default: model metadata, else COCO-80 "
+        "(a classifier: class_<id>). A classifier with several outputs takes one line (or item) "
+        "per output, its labels separated by ';', as DeepStream's classifier label files.",
     )
     threshold: float = Field(
         0.25, ge=0, le=1, description="Minimum confidence (pre-cluster-threshold)."
@@ -84,14 +97,72 @@ class InferProperties(ElementProperties):
     gie_id: int | None = Field(
         None,
         ge=1,
-        description="Id stamped on this model's objects (gie-unique-id); default its position.",
+        description="Id stamped on this model's objects and classifications (gie-unique-id); "
+        "default its position.",
     )
-    classes: list[int] | None = Field(None, description="Keep only these class ids.")
+    classes: list[int] | None = Field(None, description="Keep only these class ids (detectors).")
     preprocess: PreprocessOverrides = Field(
         default_factory=PreprocessOverrides, description="Pre-processing overrides."
     )
     output_tensor_meta: bool = Field(
-        False, description="Attach the raw output tensors to each frame for probes (tensor meta)."
+        False,
+        description="Attach the raw output tensors for probes (tensor meta): per frame, or per "
+        "object crop in secondary mode.",
+    )
+    process_mode: Literal["primary", "secondary"] = Field(
+        "primary",
+        description="primary: on whole frames; secondary: on the crops of objects another model "
+        "made (operate_on_gie_id, operate_on_class_ids), after the tracker (nvinfer process-mode "
+        "1 and 2).",
+    )
+    network_type: Literal["detector", "classifier", "other"] = Field(
+        "detector",
+        description="detector: objects (in secondary mode, children of the cropped object; "
+        "crops letterboxed as its parser's family expects); classifier (secondary only): the "
+        "best class of each output [batch, classes], added to the cropped object's "
+        "classifications (crops stretched); other: no parsing, the raw output tensors as tensor "
+        "meta for a probe (crops stretched). preprocess overrides the fitting.",
+    )
+    operate_on_gie_id: int | None = Field(
+        None,
+        ge=1,
+        description="Secondary: the model whose objects are cropped (a primary model, or a "
+        "secondary detector listed before this one); default the first primary model.",
+    )
+    operate_on_class_ids: list[int] | None = Field(
+        None, description="Secondary: crop only the objects of these class ids; default all."
+    )
+    input_object_min_width: int = Field(
+        0,
+        ge=0,
+        description="Secondary: objects narrower than this (original-frame pixels) are skipped.",
+    )
+    input_object_min_height: int = Field(
+        0,
+        ge=0,
+        description="Secondary: objects lower than this (original-frame pixels) are skipped.",
+    )
+    input_object_max_width: int = Field(
+        0, ge=0, description="Secondary: objects wider than this are skipped; 0: no limit."
+    )
+    input_object_max_height: int = Field(
+        0, ge=0, description="Secondary: objects higher than this are skipped; 0: no limit."
+    )
+    classifier_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Classifier: results less confident than this are not attached "
+        "(classifier-threshold). Scores that are not probabilities (any outside [0, 1]) go "
+        "through a softmax first.",
+    )
+    reinfer_interval: int | None = Field(
+        None,
+        ge=0,
+        description="Classifier on tracked objects: a track is classified again only once more "
+        "than this many frames of its stream have passed, or its box has grown by more than a "
+        "fifth; in between its last results are attached (secondary-reinfer-interval). Default: "
+        "every object on every frame.",
     )
 
     @field_validator("class_thresholds")
@@ -109,8 +180,66 @@ def default_instances() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+#: A classified track whose box has grown by more than this fraction of its area since is
+#: classified again: a larger view of the object is worth a new look.
+REINFER_AREA_GROWTH = 0.2
+
+#: Properties that only a secondary model uses.
+_SECONDARY_ONLY = (
+    "operate_on_gie_id",
+    "operate_on_class_ids",
+    "input_object_min_width",
+    "input_object_min_height",
+    "input_object_max_width",
+    "input_object_max_height",
+    "reinfer_interval",
+)
+
+
+@dataclass
+class ObjectTensorMeta(TensorMeta):
+    """Raw output tensors of a secondary model for one object's crop (``output_tensor_meta``).
+
+    ``row`` is the object's row in ``frame.objects`` as this element passed the frame on (an
+    element that removes objects afterwards renumbers the rows); ``letterbox`` maps
+    original-frame pixels to the network input's pixels through the crop.
+    """
+
+    row: int = NO_ID
+
+
+@dataclass
+class _TrackResult:
+    """What a classifier attached to a track, and when (for ``reinfer_interval``)."""
+
+    frame_num: int
+    area: float
+    results: list[tuple[int, str, float]]
+
+
+@dataclass
+class _FrameCrops:
+    """The objects of one frame a secondary model runs on: rows, crops, crops' top-left
+    corners in ``frame.image`` pixels (int64 [N, 2])."""
+
+    frame: Frame
+    rows: list[int]
+    crops: list[np.ndarray]
+    origins_xy: np.ndarray
+
+
 class Infer(Element):
-    """Detects objects in every frame (or every ``interval + 1``-th frame of each stream)."""
+    """Runs a model on every frame (or every ``interval + 1``-th frame of each stream).
+
+    Primary (``process_mode: primary``): a detector on whole frames; its objects are added with
+    ``component_id`` = ``gie_id``. Secondary: the model runs on the crops of the objects of
+    ``operate_on_gie_id`` (of the classes ``operate_on_class_ids``, within the size limits),
+    all crops of a batch together. A classifier appends ``(gie_id, label, confidence)`` to each
+    cropped object's ``classifications`` for every output whose best class reaches
+    ``classifier_threshold``; a detector adds what it finds in a crop as objects whose
+    ``parent`` is the cropped object's row. ``inferred_by`` gets ``gie_id`` on the frames the
+    model ran on.
+    """
 
     kind = "infer"
     Properties = InferProperties
@@ -118,23 +247,84 @@ class Infer(Element):
     props: InferProperties
 
     def __init__(
-        self, props: ElementProperties, *, name: str, context: Any, gie_id: int = 1
+        self, props: ElementProperties, *, name: str, context: Any, gie_id: int | None = None
     ) -> None:
         super().__init__(props, name=name, context=context)
-        self.gie_id = self.props.gie_id or gie_id
+        self.gie_id = self.props.gie_id or gie_id or self._position() + 1
         self._frames_seen: defaultdict[int, int] = defaultdict(int)
         self._pending: tuple[Batch, list[Frame], Any] | None = None
         self.detector: Any = None
+        self.classifier: Any = None
+        self.operate_on_gie_id: int | None = None
+        """Secondary: the ``component_id`` of the objects this model crops."""
+        self._track_results: defaultdict[int, dict[int, _TrackResult]] = defaultdict(dict)
+        """Per stream, per track id, the classifier's last results (``reinfer_interval``)."""
+
+    def _position(self) -> int:
+        """This element's index in the config's ``infer`` list (0 when it is in none)."""
+        config = getattr(self.context, "config", None)
+        for index, props in enumerate(getattr(config, "infer", None) or []):
+            if props is self.props:
+                return index
+        return 0
+
+    @property
+    def _place(self) -> str:
+        return str(getattr(self.context, "place", "") or self.name)
 
     def build(self) -> None:
+        props = self.props
+        place = self._place
+        if props.network_type == "other" and props.parser not in (None, "none"):
+            raise ConfigError(
+                "network_type other runs no parser: leave parser out, or use network_type detector",
+                f"{place}.parser",
+            )
+        if props.reinfer_interval is not None and props.network_type != "classifier":
+            raise ConfigError(
+                "only a classifier keeps results per track: leave it out, or use network_type "
+                "classifier",
+                f"{place}.reinfer_interval",
+            )
+        if props.process_mode == "primary":
+            self._build_primary(place)
+            return
+        self.operate_on_gie_id = self._operated_model(place)
+        try:
+            if props.network_type == "classifier":
+                self._build_classifier()
+            else:
+                self._build_detector()
+        except ConfigError as error:
+            where = f"{place}.{error.place}" if error.place else place
+            raise ConfigError(error.reason, where) from error
+
+    def _build_primary(self, place: str) -> None:
+        props = self.props
+        if props.network_type == "classifier":
+            raise ConfigError(
+                "a classifier runs on the crops of objects: set process_mode: secondary (and "
+                "operate_on_gie_id); whole-frame classification is not supported",
+                f"{place}.network_type",
+            )
+        defaults = InferProperties()
+        for key in _SECONDARY_ONLY:
+            if getattr(props, key) != getattr(defaults, key):
+                self.bus.warning(
+                    self.name,
+                    f"{place}.{key} is ignored: it is for process_mode: secondary, and this "
+                    "model is primary",
+                )
+        self._build_detector()
+
+    def _build_detector(self) -> None:
         from panoptes.models.pool import DetectorPool
 
         props = self.props
         overrides = props.preprocess.model_dump(exclude_none=True)
-        labels: Any = props.labels
-        if isinstance(labels, str):
-            labels = self.context.base_dir / labels
-        providers = {"cpu": None, "cuda": ["cuda"], "tensorrt": ["tensorrt"]}[props.device]
+        if props.network_type == "other" and props.process_mode == "secondary":
+            # Crops are stretched, as for classifiers; no detector family says otherwise.
+            overrides.setdefault("keep_ratio", False)
         instances = props.instances or default_instances()
         threads = props.threads or max(1, (os.cpu_count() or 1) // instances)
         self.detector = DetectorPool(
@@ -142,11 +332,11 @@ class Infer(Element):
             instances=instances,
             base_dir=self.context.base_dir,
             backend=props.backend,
-            providers=providers,
+            providers=self._providers(),
             threads=threads,
-            parser=props.parser,
+            parser="none" if props.network_type == "other" else props.parser,
             preprocess=overrides or None,
-            labels=labels,
+            labels=self._labels(),
             threshold=props.threshold,
             class_thresholds=props.class_thresholds,
             nms_iou=props.nms_iou,
@@ -154,10 +344,68 @@ class Infer(Element):
             class_agnostic_nms=props.class_agnostic_nms,
         )
 
+    def _build_classifier(self) -> None:
+        from panoptes.models.classifier import Classifier
+
+        props = self.props
+        overrides = props.preprocess.model_dump(exclude_none=True)
+        # One session: the crops of a whole batch make a large enough batch for its threads.
+        self.classifier = Classifier(
+            props.model,
+            base_dir=self.context.base_dir,
+            backend=props.backend,
+            providers=self._providers(),
+            threads=props.threads or os.cpu_count() or 1,
+            preprocess=overrides or None,
+            labels=self._labels(),
+        )
+
+    def _providers(self) -> list[str] | None:
+        return {"cpu": None, "cuda": ["cuda"], "tensorrt": ["tensorrt"]}[self.props.device]
+
+    def _labels(self) -> Any:
+        labels: Any = self.props.labels
+        if isinstance(labels, str):
+            labels = self.context.base_dir / labels
+        return labels
+
+    def _operated_model(self, place: str) -> int:
+        """The gie_id whose objects this secondary model crops, checked against the config."""
+        props = self.props
+        config = getattr(self.context, "config", None)
+        infers = list(getattr(config, "infer", None) or [])
+        own = self._position() if any(p is props for p in infers) else len(infers)
+        ids = [p.gie_id or index + 1 for index, p in enumerate(infers)]
+        primaries = [i for i, p in zip(ids, infers, strict=True) if p.process_mode == "primary"]
+        # Secondary models run in the order they are listed, after every primary one.
+        detectors = [
+            i
+            for index, (i, p) in enumerate(zip(ids, infers, strict=True))
+            if index < own and p.process_mode == "secondary" and p.network_type == "detector"
+        ]
+        target = props.operate_on_gie_id or (primaries[0] if primaries else 1)
+        if config is None or target in primaries + detectors:
+            return target
+        if props.operate_on_gie_id is None:
+            reason = (
+                "a secondary model crops the objects of a primary model, and there is no "
+                "primary infer element: add one (process_mode: primary) to the infer list"
+            )
+        else:
+            known = ", ".join(map(str, primaries + detectors)) or "none"
+            reason = (
+                f"no primary model (or secondary detector listed before this one) has gie_id "
+                f"{target}; the models whose objects can be cropped: {known}"
+            )
+        raise ConfigError(reason, f"{place}.operate_on_gie_id")
+
     @property
     def preferred_batch(self) -> int:
-        """One frame per model instance at least, so that every instance has work."""
-        return int(self.detector.instances) if self.detector is not None else 1
+        """One frame per model instance at least, so that every instance has work (a secondary
+        model's batch is the crops, whatever the frames)."""
+        if self.props.process_mode == "secondary" or self.detector is None:
+            return 1
+        return int(self.detector.instances)
 
     def _due(self, frame: Frame) -> bool:
         seen = self._frames_seen[frame.source_id]
@@ -167,13 +415,18 @@ class Infer(Element):
     # Two batches in flight: while the model instances finish one batch, the next is already
     # queued to them, so no instance waits for the slowest frame of a batch. The pipeline asks
     # for the held batch back (``flush``) as soon as no further batch is waiting, so a live
-    # stream gains no latency.
+    # stream gains no latency. A secondary model works batch by batch: it runs after the
+    # tracker, which needs the primary's results first, so its own thread is all the overlap.
 
     @property
     def pending(self) -> bool:
         return self._pending is not None
 
     def process(self, batch: Batch) -> Batch | None:
+        if self.props.process_mode == "secondary":
+            self._process_crops(batch)
+            self._forget(batch)
+            return batch
         submitted = self._submit(batch)
         previous, self._pending = self._pending, submitted
         return None if previous is None else self._finish(*previous)
@@ -188,17 +441,22 @@ class Infer(Element):
     def _submit(self, batch: Batch) -> tuple[Batch, list[Frame], Any]:
         frames = [frame for frame in batch.frames if self._due(frame)]
         # A stream's end arrives with (or after) its last frame: forget it only once that is done.
-        for event in batch.events:
-            if event.kind in ("ended", "removed"):
-                self._frames_seen.pop(event.source_id, None)
+        self._forget(batch)
         if not frames:
             return batch, frames, None
         images = [frame.image for frame in frames]
-        return (
-            batch,
-            frames,
-            self.detector.submit(images, keep_tensors=self.props.output_tensor_meta),
-        )
+        keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
+        return batch, frames, self.detector.submit(images, keep_tensors=keep_tensors)
+
+    def _forget(self, batch: Batch) -> None:
+        """Free the state of streams that ended and of tracks the tracker ended."""
+        for event in batch.events:
+            if event.kind in ("ended", "removed"):
+                self._frames_seen.pop(event.source_id, None)
+                self._track_results.pop(event.source_id, None)
+        for track in batch.terminated_tracks:
+            if track.source_id is not None and track.source_id in self._track_results:
+                self._track_results[track.source_id].pop(track.track_id, None)
 
     def _finish(self, batch: Batch, frames: list[Frame], results_of: Any) -> Batch:
         if results_of is None:
@@ -209,7 +467,7 @@ class Infer(Element):
             # The frames go on without this model's objects; the failure is counted and said.
             self.report_failure(batch, error)
             return batch
-        keep_tensors = self.props.output_tensor_meta
+        keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
         wanted = self.props.classes
         for frame, result in zip(frames, results, strict=True):
             found = result.detections
@@ -247,6 +505,175 @@ class Infer(Element):
                 )
         return batch
 
+    # -- secondary: the crops of objects ---------------------------------------------------------
+
+    def _chosen_rows(self, frame: Frame) -> np.ndarray:
+        """Rows of the objects this model runs on: made by the operated model, of the chosen
+        classes, within the size limits (original-frame pixels)."""
+        props = self.props
+        objects = frame.objects
+        chosen = objects.component_id == self.operate_on_gie_id
+        if props.operate_on_class_ids is not None:
+            chosen &= np.isin(objects.class_id, props.operate_on_class_ids)
+        width = objects.xyxy[:, 2] - objects.xyxy[:, 0]
+        height = objects.xyxy[:, 3] - objects.xyxy[:, 1]
+        chosen &= (width >= props.input_object_min_width) & (
+            height >= props.input_object_min_height
+        )
+        if props.input_object_max_width:
+            chosen &= width <= props.input_object_max_width
+        if props.input_object_max_height:
+            chosen &= height <= props.input_object_max_height
+        return np.flatnonzero(chosen)
+
+    def _reuse_track_results(self, frame: Frame, rows: np.ndarray, due: bool) -> list[int]:
+        """Attach the cached results of tracks that need no new look; the rows left to run."""
+        if self.props.reinfer_interval is None:
+            return [int(row) for row in rows]
+        cache = self._track_results[frame.source_id]
+        objects = frame.objects
+        left: list[int] = []
+        for row in rows.tolist():
+            cached = cache.get(int(objects.track_id[row]))
+            if cached is not None and (not due or self._still_fresh(cached, frame, row)):
+                objects.classifications[row].extend(cached.results)
+            else:
+                left.append(row)
+        return left
+
+    def _still_fresh(self, cached: _TrackResult, frame: Frame, row: int) -> bool:
+        interval = self.props.reinfer_interval or 0
+        return frame.frame_num - cached.frame_num <= interval and _area(
+            frame.objects.xyxy[row]
+        ) <= cached.area * (1 + REINFER_AREA_GROWTH)
+
+    def _process_crops(self, batch: Batch) -> None:
+        from panoptes.models.crops import crop_boxes
+
+        jobs: list[_FrameCrops] = []
+        due_frames: list[Frame] = []
+        for frame in batch.frames:
+            due = self._due(frame)
+            rows = self._reuse_track_results(frame, self._chosen_rows(frame), due)
+            if not due:
+                continue
+            due_frames.append(frame)
+            if rows:
+                # Boxes are in original-frame pixels; the pixels travel at the mux's size.
+                boxes = frame.transform.to_destination(frame.objects.xyxy[rows])
+                crops, origins_xy = crop_boxes(frame.image, boxes)
+                jobs.append(_FrameCrops(frame, rows, crops, origins_xy))
+        images = [crop for job in jobs for crop in job.crops]
+        keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
+        if images:
+            try:
+                if self.classifier is not None:
+                    results = self.classifier.classify(images, keep_tensors=keep_tensors)
+                else:
+                    results = self.detector.detect(images, keep_tensors=keep_tensors)
+            except Exception as error:
+                # The frames go on without this model's results; the failure is counted and said.
+                self.report_failure(batch, error)
+                return
+            if self.classifier is not None:
+                self._attach_classifications(jobs, results)
+            else:
+                self._add_children(jobs, results)
+            if keep_tensors:
+                self._attach_tensors(jobs, results)
+        for frame in due_frames:
+            frame.meta.inferred_by.add(self.gie_id)
+
+    def _attach_classifications(self, jobs: list[_FrameCrops], results: Any) -> None:
+        threshold = self.props.classifier_threshold
+        caching = self.props.reinfer_interval is not None
+        index = 0
+        for job in jobs:
+            objects = job.frame.objects
+            for row in job.rows:
+                attached = [
+                    (self.gie_id, label, float(confidence))
+                    for label, confidence in zip(
+                        results.labels[index], results.confidence[index].tolist(), strict=True
+                    )
+                    if confidence >= threshold
+                ]
+                objects.classifications[row].extend(attached)
+                track = int(objects.track_id[row])
+                if caching and track != NO_ID:
+                    self._track_results[job.frame.source_id][track] = _TrackResult(
+                        job.frame.frame_num, _area(objects.xyxy[row]), attached
+                    )
+                index += 1
+
+    def _add_children(self, jobs: list[_FrameCrops], results: Any) -> None:
+        wanted = self.props.classes
+        index = 0
+        for job in jobs:
+            frame = job.frame
+            width, height = frame.size_wh
+            for row, origin_xy in zip(job.rows, job.origins_xy.tolist(), strict=True):
+                found = results[index].detections
+                index += 1
+                keep = (
+                    np.ones(len(found), bool) if wanted is None else np.isin(found.class_id, wanted)
+                )
+                if not keep.any():
+                    continue
+                # Crop pixels -> frame.image pixels -> original-frame pixels.
+                offset = np.asarray(origin_xy * 2, np.float32)
+                xyxy = frame.transform.to_source(found.xyxy[keep] + offset)
+                np.clip(xyxy[:, 0::2], 0, width, out=xyxy[:, 0::2])
+                np.clip(xyxy[:, 1::2], 0, height, out=xyxy[:, 1::2])
+                keypoints = None
+                if found.keypoints is not None:
+                    keypoints = found.keypoints[keep].copy()
+                    keypoints[..., :2] = frame.transform.points_to_source(
+                        keypoints[..., :2] + offset[:2]
+                    )
+                class_id = found.class_id[keep]
+                frame.objects.add(
+                    xyxy,
+                    found.confidence[keep],
+                    class_id,
+                    [self.detector.label(int(c)) for c in class_id],
+                    component_id=self.gie_id,
+                    parent=np.full(len(class_id), row, np.int32),
+                    keypoints=keypoints,
+                )
+
+    def _attach_tensors(self, jobs: list[_FrameCrops], results: Any) -> None:
+        runner = self.classifier if self.classifier is not None else self.detector
+        index = 0
+        for job in jobs:
+            for row, (left, top) in zip(job.rows, job.origins_xy.tolist(), strict=True):
+                if self.classifier is not None:
+                    tensors = {name: array[index] for name, array in results.tensors.items()}
+                    to_input = results.letterboxes[index]
+                else:
+                    tensors, to_input = results[index].tensors, results[index].letterbox
+                index += 1
+                if tensors is None:
+                    continue
+                # Original frame -> frame.image -> the crop -> the network input.
+                to_crop = Letterbox((1.0, 1.0), (-float(left), -float(top)))
+                job.frame.meta.tensor_meta.append(
+                    ObjectTensorMeta(
+                        component_id=self.gie_id,
+                        model=str(runner.model_path),
+                        tensors=tensors,
+                        letterbox=job.frame.transform.then(to_crop).then(to_input),
+                        input_size_wh=tuple(runner.input_size_wh),
+                        row=row,
+                    )
+                )
+
     def close(self) -> None:
         if self.detector is not None:
             self.detector.close()
+        if self.classifier is not None:
+            self.classifier.close()
+
+
+def _area(xyxy: np.ndarray) -> float:
+    return float(max(0.0, xyxy[2] - xyxy[0]) * max(0.0, xyxy[3] - xyxy[1]))
