@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 
@@ -22,7 +21,13 @@ from panoptes.core.errors import ConfigError, ModelError
 from panoptes.core.geometry import Letterbox
 from panoptes.models.backends import Backend, TensorInfo, load_backend
 from panoptes.models.detector import ModelWarning
-from panoptes.models.labels import labels_from_metadata, load_labels
+from panoptes.models.image_input import check_image_input, describe_shape, image_input_size
+from panoptes.models.labels import (
+    labels_from_metadata,
+    load_labels,
+    read_label_lines,
+    split_labels,
+)
 from panoptes.models.preprocess import Preprocessor, PreprocessSpec
 from panoptes.models.zoo import resolve_model
 
@@ -65,26 +70,6 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def _split(line: str) -> list[str]:
-    labels = [label.strip() for label in line.split(";")]
-    while labels and not labels[-1]:  # "a;b;" has a trailing separator
-        labels.pop()
-    return labels
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"labels file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"labels file {path} cannot be read: {exc}") from exc
-    lines = [line.strip() for line in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
-
-
 def classifier_labels(
     labels: Sequence[str] | str | Path | None,
     *,
@@ -111,12 +96,12 @@ def classifier_labels(
             path = base_dir / path
         if outputs == 1:
             return [load_labels(path)]
-        lines = _read_lines(path)
+        lines = read_label_lines(path)
         where = f"labels file {path}"
     else:
         lines = [str(label) for label in labels]
         if outputs == 1:
-            return [_split(lines[0]) if len(lines) == 1 and ";" in lines[0] else lines]
+            return [split_labels(lines[0]) if len(lines) == 1 and ";" in lines[0] else lines]
         where = "the labels list"
     if len(lines) != outputs:
         raise ConfigError(
@@ -124,7 +109,7 @@ def classifier_labels(
             "line per output, its labels separated by ';'",
             "labels",
         )
-    return [_split(line) for line in lines]
+    return [split_labels(line) for line in lines]
 
 
 @dataclass
@@ -146,14 +131,6 @@ class Classifications:
 
     def __len__(self) -> int:
         return len(self.class_id)
-
-
-def _describe_shape(shape: Sequence[int | None]) -> str:
-    return "[" + ", ".join("?" if dim is None else str(dim) for dim in shape) + "]"
-
-
-def _size_text(width: int | None, height: int | None) -> str:
-    return f"{'?' if width is None else width}×{'?' if height is None else height}"
 
 
 class Classifier:
@@ -201,27 +178,9 @@ class Classifier:
         base_dir: Path | None,
     ) -> None:
         model = str(self.model_path)
-        image_input = self._check_input(model)
+        image_input = check_image_input(self._backend.inputs, model, "classifier")
         self.batch_size: int | None = image_input.shape[0]
-        model_wh = (image_input.shape[3], image_input.shape[2])
-        requested = preprocess.pop("input_size_wh", None)
-        input_size_wh: tuple[int, int]
-        if requested is not None:
-            # PreprocessSpec checks and normalises the value (a list from YAML, say).
-            input_size_wh = PreprocessSpec(cast(Any, requested)).input_size_wh
-            if any(m is not None and m != r for m, r in zip(model_wh, input_size_wh, strict=True)):
-                raise ModelError(
-                    f"model {model} expects {_size_text(*model_wh)} input, config asks for "
-                    f"{_size_text(*input_size_wh)}: leave preprocess input_size_wh out, or "
-                    "re-export the model at that size (or with a dynamic size)"
-                )
-        elif model_wh[0] is not None and model_wh[1] is not None:
-            input_size_wh = (model_wh[0], model_wh[1])
-        else:
-            raise ModelError(
-                f"model {model} has a dynamic input size {_size_text(*model_wh)}: set "
-                "preprocess input_size_wh (width, height) to the size to run it at"
-            )
+        input_size_wh = image_input_size(image_input, preprocess.pop("input_size_wh", None), model)
         spec = PreprocessSpec(input_size_wh, keep_ratio=False, pad_value=0.0)
         self.preprocess: PreprocessSpec = spec.replace(**preprocess)
         self.input_size_wh: tuple[int, int] = self.preprocess.input_size_wh
@@ -250,27 +209,6 @@ class Classifier:
                     stacklevel=4,
                 )
 
-    def _check_input(self, model: str) -> TensorInfo:
-        inputs = self._backend.inputs
-        if len(inputs) != 1:
-            described = ", ".join(f"{i.name!r} {_describe_shape(i.shape)}" for i in inputs)
-            raise ModelError(
-                f"model {model} has {len(inputs)} inputs ({described}); a classifier takes one "
-                "NCHW image tensor"
-            )
-        image_input = inputs[0]
-        shape = image_input.shape
-        where = f"model {model}: input {image_input.name!r} {_describe_shape(shape)}"
-        if len(shape) != 4:
-            raise ModelError(f"{where} is not a 4-D NCHW image tensor [batch, 3, height, width]")
-        if shape[1] not in (3, None):
-            if shape[3] == 3:
-                raise ModelError(f"{where} looks channels-last (NHWC); export it with NCHW input")
-            raise ModelError(f"{where} has {shape[1]} channels; a classifier takes 3 (colour)")
-        if image_input.dtype.kind != "f":
-            raise ModelError(f"{where} takes {image_input.dtype}; a classifier feeds float input")
-        return image_input
-
     @staticmethod
     def _check_output(model: str, info: TensorInfo) -> int | None:
         """The number of classes of an output [batch, classes] (or [batch, classes, 1, 1])."""
@@ -279,7 +217,7 @@ class Classifier:
         if (len(shape) != 2 and not pooled) or info.dtype.kind != "f":
             raise ConfigError(
                 f"model {model} output {info.name!r} is {info.dtype} "
-                f"{_describe_shape(shape)}, not scores [batch, classes]: a classifier gives one "
+                f"{describe_shape(shape)}, not scores [batch, classes]: a classifier gives one "
                 "score per class; for other outputs use network_type: other (tensor meta for a "
                 "probe) or detector",
                 "network_type",

@@ -12,13 +12,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from panoptes.core.errors import ConfigError, ModelError
 from panoptes.core.geometry import Letterbox
-from panoptes.models.backends import Backend, TensorInfo, load_backend
+from panoptes.models.backends import Backend, load_backend
+from panoptes.models.image_input import check_image_input, image_input_size
 from panoptes.models.labels import COCO_LABELS, labels_from_metadata, load_labels
 from panoptes.models.parsers import (
     Candidates,
@@ -68,14 +69,6 @@ class DetectorResult:
     detections: Detections
     letterbox: Letterbox
     tensors: dict[str, np.ndarray] | None = None
-
-
-def _describe_shape(shape: Sequence[int | None]) -> str:
-    return "[" + ", ".join("?" if dim is None else str(dim) for dim in shape) + "]"
-
-
-def _size_text(width: int | None, height: int | None) -> str:
-    return f"{'?' if width is None else width}×{'?' if height is None else height}"
 
 
 def _metadata_size(metadata: Mapping[str, str]) -> tuple[int, int] | None:
@@ -159,34 +152,17 @@ class Detector:
         min_confidence: float,
     ) -> None:
         model = str(self.model_path)
-        image_input = self._check_input(model)
+        image_input = check_image_input(self._backend.inputs, model, "detector")
         metadata = self._backend.metadata
         output_shapes = [(info.name, info.shape) for info in self._backend.outputs]
 
-        batch = image_input.shape[0]
-        self.batch_size: int | None = batch
-        model_wh = (image_input.shape[3], image_input.shape[2])
-        requested = preprocess.get("input_size_wh")
-        input_size_wh: tuple[int, int]
-        if requested is not None:
-            # PreprocessSpec checks and normalises the value (a list from YAML, say).
-            input_size_wh = PreprocessSpec(cast(Any, requested)).input_size_wh
-            if any(m is not None and m != r for m, r in zip(model_wh, input_size_wh, strict=True)):
-                raise ModelError(
-                    f"model {model} expects {_size_text(*model_wh)} input, config asks for "
-                    f"{_size_text(*input_size_wh)}: leave preprocess input_size_wh out, or "
-                    "re-export the model at that size (or with a dynamic size)"
-                )
-        elif model_wh[0] is not None and model_wh[1] is not None:
-            input_size_wh = (model_wh[0], model_wh[1])
-        else:
-            from_metadata = _metadata_size(metadata)
-            if from_metadata is None:
-                raise ModelError(
-                    f"model {model} has a dynamic input size {_size_text(*model_wh)}: set "
-                    "preprocess input_size_wh (width, height) to the size to run it at"
-                )
-            input_size_wh = from_metadata
+        self.batch_size: int | None = image_input.shape[0]
+        input_size_wh = image_input_size(
+            image_input,
+            preprocess.get("input_size_wh"),
+            model,
+            fallback=_metadata_size(metadata),
+        )
 
         if parser is None:
             self.parser_name: str = detect_head(output_shapes, metadata, input_size_wh, model=model)
@@ -220,27 +196,6 @@ class Detector:
             output_names=tuple(name for name, _ in output_shapes),
             metadata=dict(metadata),
         )
-
-    def _check_input(self, model: str) -> TensorInfo:
-        inputs = self._backend.inputs
-        if len(inputs) != 1:
-            described = ", ".join(f"{i.name!r} {_describe_shape(i.shape)}" for i in inputs)
-            raise ModelError(
-                f"model {model} has {len(inputs)} inputs ({described}); a detector takes one "
-                "NCHW image tensor"
-            )
-        image_input = inputs[0]
-        shape = image_input.shape
-        where = f"model {model}: input {image_input.name!r} {_describe_shape(shape)}"
-        if len(shape) != 4:
-            raise ModelError(f"{where} is not a 4-D NCHW image tensor [batch, 3, height, width]")
-        if shape[1] not in (3, None):
-            if shape[3] == 3:
-                raise ModelError(f"{where} looks channels-last (NHWC); export it with NCHW input")
-            raise ModelError(f"{where} has {shape[1]} channels; a detector takes 3 (colour)")
-        if image_input.dtype.kind != "f":
-            raise ModelError(f"{where} takes {image_input.dtype}; a detector feeds float input")
-        return image_input
 
     def _labels(
         self,

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from panoptes.core.errors import ModelError
 
-__all__ = ["COCO_LABELS", "labels_from_metadata", "load_labels"]
+__all__ = [
+    "COCO_LABELS",
+    "labels_from_metadata",
+    "load_labels",
+    "read_label_lines",
+    "split_labels",
+]
 
 #: The 80 COCO detection classes in the order COCO-trained detectors number them (ids 0..79).
 COCO_LABELS: tuple[str, ...] = (
@@ -32,6 +38,16 @@ def load_labels(path: str | Path) -> list[str]:
     stripped; trailing blank lines are ignored, blank lines in between keep their place (as "").
     """
     path = Path(path)
+    lines = read_label_lines(path)
+    if len(lines) == 1 and ";" in lines[0]:
+        lines = split_labels(lines[0])
+    if not lines:
+        raise ModelError(f"labels file {path} is empty")
+    return lines
+
+
+def read_label_lines(path: Path) -> list[str]:
+    """The stripped lines of a labels file, without trailing blank lines."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -41,13 +57,15 @@ def load_labels(path: str | Path) -> list[str]:
     lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
-    if len(lines) == 1 and ";" in lines[0]:
-        lines = [label.strip() for label in lines[0].split(";")]
-        while lines and not lines[-1]:  # "a;b;" has a trailing separator
-            lines.pop()
-    if not lines:
-        raise ModelError(f"labels file {path} is empty")
     return lines
+
+
+def split_labels(line: str) -> list[str]:
+    """DeepStream's ``a;b;c`` (a trailing ``;`` allowed) as a list of names."""
+    labels = [label.strip() for label in line.split(";")]
+    while labels and not labels[-1]:
+        labels.pop()
+    return labels
 
 
 def labels_from_metadata(

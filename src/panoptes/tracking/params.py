@@ -57,13 +57,7 @@ class TrackerParams:
         has (ByteTrack's score thresholds given for ``"sort"``) is ignored, so that one flat
         configuration serves every algorithm; a name that no algorithm has is an error.
         """
-        try:
-            params_type = PARAMS_TYPES[algorithm]
-        except KeyError:
-            known = ", ".join(TRACKER_ALGORITHMS)
-            raise ConfigError(
-                f"unknown tracker algorithm {algorithm!r}; known: {known}", "algorithm"
-            ) from None
+        params_type = PARAMS_TYPES[check_algorithm(algorithm)]
         every_name = {field.name for each in PARAMS_TYPES.values() for field in fields(each)}
         for name in overrides:
             if name not in every_name:
@@ -180,3 +174,12 @@ PARAMS_TYPES: Mapping[TrackerAlgorithm, type[TrackerParams]] = {
     "bytetrack": ByteTrackParams,
 }
 """The params class of each tracking algorithm."""
+
+
+def check_algorithm(algorithm: str) -> TrackerAlgorithm:
+    """``algorithm`` if it names a tracker, else a ConfigError (place ``algorithm``) listing
+    the known ones."""
+    if algorithm not in TRACKER_ALGORITHMS:
+        known = ", ".join(TRACKER_ALGORITHMS)
+        raise ConfigError(f"unknown tracker algorithm {algorithm!r}; known: {known}", "algorithm")
+    return algorithm

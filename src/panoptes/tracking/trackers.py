@@ -24,7 +24,6 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from panoptes.core.errors import ConfigError
 from panoptes.tracking.association import (
     box_iou_batch,
     box_iou_pairs,
@@ -34,12 +33,12 @@ from panoptes.tracking.association import (
 )
 from panoptes.tracking.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
 from panoptes.tracking.params import (
-    TRACKER_ALGORITHMS,
     ByteTrackParams,
     IoUTrackerParams,
     SortParams,
     TrackerAlgorithm,
     TrackerParams,
+    check_algorithm,
 )
 from panoptes.tracking.results import (
     NO_TRACK_ID,
@@ -243,6 +242,8 @@ class StreamTracker(ABC):
 
     params_type: ClassVar[type[TrackerParams]] = TrackerParams
     motion_type: ClassVar[type[_Motion]]
+    greedy_matching: ClassVar[bool] = False
+    """The one-stage association pairs best IoU first (True) or by an optimal assignment."""
 
     def __init__(self, params: TrackerParams | None, next_id: Callable[[], int]) -> None:
         if params is None:
@@ -364,14 +365,20 @@ class StreamTracker(ABC):
 
     # Hooks for the algorithms.
 
-    @abstractmethod
     def _associate(
         self, predicted_xyxy: FloatArray, detections: _Detections
     ) -> tuple[IndexArray, IndexArray]:
         """Pairs (track rows, detection indices), each intp [K]; every row and index once.
 
-        ``predicted_xyxy`` float64 [T, 4] is every track's box on this frame.
+        ``predicted_xyxy`` float64 [T, 4] is every track's box on this frame. By default one
+        stage: every track against every usable detection (see :attr:`greedy_matching`).
         """
+        rows = np.arange(len(self._tracks))
+        cols = np.flatnonzero(detections.usable)
+        similarity = self._similarity(predicted_xyxy, rows, detections, cols)
+        match = match_greedy if self.greedy_matching else match_optimal
+        track_rows, det_cols = match(similarity, self.params.iou_threshold)
+        return track_rows, cols[det_cols]
 
     def _may_start(self, detections: _Detections) -> BoolArray:
         """bool [N]: which detections, if left unmatched, start a track."""
@@ -447,16 +454,8 @@ class IoUTracker(StreamTracker):
 
     params_type = IoUTrackerParams
     motion_type = _LastBox
+    greedy_matching = True
     params: IoUTrackerParams
-
-    def _associate(
-        self, predicted_xyxy: FloatArray, detections: _Detections
-    ) -> tuple[IndexArray, IndexArray]:
-        rows = np.arange(len(self._tracks))
-        cols = np.flatnonzero(detections.usable)
-        similarity = self._similarity(predicted_xyxy, rows, detections, cols)
-        track_rows, det_cols = match_greedy(similarity, self.params.iou_threshold)
-        return track_rows, cols[det_cols]
 
 
 class SortTracker(StreamTracker):
@@ -469,15 +468,6 @@ class SortTracker(StreamTracker):
     params_type = SortParams
     motion_type = _ConstantVelocity
     params: SortParams
-
-    def _associate(
-        self, predicted_xyxy: FloatArray, detections: _Detections
-    ) -> tuple[IndexArray, IndexArray]:
-        rows = np.arange(len(self._tracks))
-        cols = np.flatnonzero(detections.usable)
-        similarity = self._similarity(predicted_xyxy, rows, detections, cols)
-        track_rows, det_cols = match_optimal(similarity, self.params.iou_threshold)
-        return track_rows, cols[det_cols]
 
 
 class ByteTracker(StreamTracker):
@@ -552,14 +542,7 @@ def make_tracker(
 
     ``next_id`` returns a new track id on each call (a counter shared by all streams).
     """
-    try:
-        tracker_type = _TRACKER_TYPES[algorithm]
-    except KeyError:
-        known = ", ".join(TRACKER_ALGORITHMS)
-        raise ConfigError(
-            f"unknown tracker algorithm {algorithm!r}; known: {known}", "algorithm"
-        ) from None
-    return tracker_type(params, next_id)
+    return _TRACKER_TYPES[check_algorithm(algorithm)](params, next_id)
 
 
 def _age(frame_num: int, first_frame: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
