@@ -153,10 +153,10 @@ def _load(config: str, overrides: Sequence[str], *, quiet: bool = False) -> Any:
     from panoptes.config.loader import load_config
     from panoptes.core.pipeline import Pipeline
 
-    notes: list[Any] = []
-    parsed, base_dir = load_config(config, overrides, notes=notes)
+    translations: list[Any] = []
+    parsed, base_dir = load_config(config, overrides, translations=translations)
     # What a DeepStream file asked for that is not done as it is, said before anything runs.
-    for note in notes:
+    for note in (note for translation in translations for note in translation.notes):
         if note.status != "approximated" or not quiet:
             _echo(f"warning: {note}")
     return Pipeline(parsed, base_dir=base_dir)
@@ -220,16 +220,14 @@ def validate(config: str, overrides: tuple[str, ...]) -> None:
     file, also what is honoured, approximated and not supported."""
     from panoptes.config.validate import check_config
 
-    notes: list[Any] = []
+    translations: list[Any] = []
     try:
-        problems = check_config(config, overrides, notes=notes)
+        problems = check_config(config, overrides, translations=translations)
     except PanoptesError as error:
         _echo(f"error: {error}")
         sys.exit(EXIT_BAD_CONFIG)
-    from panoptes.config.deepstream.translate import is_deepstream_config, translate_app_config
-
-    if is_deepstream_config(Path(config)):
-        click.echo(translate_app_config(config).report())
+    for translation in translations:
+        click.echo(translation.report())
     for problem in problems:
         _echo(f"error: {problem}")
     if problems:

@@ -128,20 +128,21 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_config(
-    path: str | Path, overrides: Iterable[str] = (), *, notes: list[Any] | None = None
+    path: str | Path, overrides: Iterable[str] = (), *, translations: list[Any] | None = None
 ) -> tuple[PipelineConfig, Path]:
     """Read, override and validate a config; returns it and the folder of relative paths.
 
-    A deepstream-app configuration (INI, or its YAML form) is translated first; what is not
-    honoured as it is goes into ``notes`` (:class:`~panoptes.config.deepstream.translate.Note`).
+    A deepstream-app configuration (INI, or its YAML form) is translated first, and the
+    :class:`~panoptes.config.deepstream.translate.Translation`, with its notes on what is not
+    honoured as it is, is added to ``translations``.
     """
     path = Path(path)
-    data = read_native_or_deepstream(path, notes)
+    data = read_native_or_deepstream(path, translations)
     apply_overrides(data, overrides)
     return parse_config(data, origin=str(path)), path.resolve().parent
 
 
-def read_native_or_deepstream(path: Path, notes: list[Any] | None = None) -> dict[str, Any]:
+def read_native_or_deepstream(path: Path, translations: list[Any] | None = None) -> dict[str, Any]:
     """The config at ``path`` as a native config dict (a DeepStream file translated)."""
     from panoptes.config.deepstream.translate import is_deepstream_config, translate_app_config
 
@@ -149,8 +150,8 @@ def read_native_or_deepstream(path: Path, notes: list[Any] | None = None) -> dic
         raise ConfigError(f"no such config file: {path}")
     if is_deepstream_config(path):
         translation = translate_app_config(path)
-        if notes is not None:
-            notes.extend(translation.notes)
+        if translations is not None:
+            translations.append(translation)
         return translation.config
     data = read_yaml(path)
     if data is None:

@@ -21,7 +21,7 @@ def _reason(error: PanoptesError) -> str:
 
 
 def check_config(
-    path: str | Path, overrides: Iterable[str] = (), *, notes: list[Any] | None = None
+    path: str | Path, overrides: Iterable[str] = (), *, translations: list[Any] | None = None
 ) -> list[str]:
     """Problems found in the config at ``path``, each starting with its place; [] when valid.
 
@@ -30,7 +30,7 @@ def check_config(
     writing them) and probes are imported, so a missing file, a wrong model, an unwritable
     output or a probe that cannot be imported shows up here.
     """
-    config, base_dir = load_config(path, overrides, notes=notes)
+    config, base_dir = load_config(path, overrides, translations=translations)
     problems: list[str] = []
     for index, props in enumerate(config.sources):
         place = f"sources[{index}].uri"

@@ -202,6 +202,8 @@ class Pipeline:
                 element = self._make_element(kind, element_props, name=name, place=place, **extra)
                 self._stages.append(_Stage(element, config.queue_size))
                 element.build()
+            place = "probes"
+            probes = self._config_probes()
         except BaseException as error:
             for stage in self._stages:
                 stage.element.close()
@@ -230,19 +232,17 @@ class Pipeline:
         self._mux_outputs = [chain[0].input] if chain else branch_heads
         self._counts_at_mux = not chain
         self._built = True
-        try:
-            self._attach_config_probes()
-        except ConfigError:
-            for stage in self._stages:
-                stage.element.close()
-            self._stages, self._built = [], False
-            raise
+        for element_name, function in probes:
+            if element_name not in self._unused:
+                self.add_probe(element_name, function)
 
-    def _attach_config_probes(self) -> None:
+    def _config_probes(self) -> list[tuple[str, Probe]]:
+        """The probes the config names, as (element name, function), checked and imported."""
         from panoptes.core.imports import load_function
 
         names = {stage.element.name for stage in self._stages} | {"mux"}
         names |= set(self._unused)
+        probes: list[tuple[str, Probe]] = []
         for index, probe in enumerate(self.config.probes):
             if probe.element not in names:
                 known = ", ".join(sorted(names))
@@ -254,8 +254,8 @@ class Pipeline:
                 function = load_function(probe.function, self.base_dir)
             except ImportError as error:
                 raise ConfigError(str(error), f"probes[{index}].function") from error
-            if probe.element not in self._unused:
-                self.add_probe(probe.element, function)
+            probes.append((probe.element, function))
+        return probes
 
     def element(self, name: str) -> Element:
         """The element called ``name`` (built first if the pipeline was not)."""

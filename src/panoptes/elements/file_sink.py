@@ -125,7 +125,7 @@ class FileSink(Element):
                     if not (self.props.fps or frame.fps) and len(held) < HOLD_FRAMES:
                         held.append(frame)
                         continue
-                    writer = self._open(frame, held)
+                    writer = self._open(frame)
                 writer.write(frame.image)
             except Exception as error:
                 self._fail(batch, frame, writer, error)
@@ -143,12 +143,12 @@ class FileSink(Element):
     def close(self) -> None:
         self._finish_all()
 
-    def _open(self, frame: Frame, held: list[Frame] | None = None) -> VideoWriter:
-        """The writer for ``frame``'s output, given the frames held before it (written first,
-        the first of them setting the size)."""
+    def _open(self, frame: Frame) -> VideoWriter:
+        """The writer for ``frame``'s output, at ``frame``'s rate; the frames held before it are
+        written first, the first of them setting the size."""
         from panoptes.media.writer import VideoWriter
 
-        held = self._held.pop(frame.source_id, held) or []
+        held = self._held.pop(frame.source_id, [])
         first = held[0] if held else frame
         path = self._path_for(first)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,13 +204,14 @@ class FileSink(Element):
         )
 
     def _finish(self, source_id: int) -> None:
-        held = self._held.pop(source_id, None)
+        held = self._held.get(source_id)
         if held and source_id not in self._writers:
+            last = held.pop()
             try:
-                self._open(held[-1], held[:-1]).write(held[-1].image)
+                self._open(last).write(last.image)
             except Exception as error:
                 self.failures += 1
-                self.bus.error(self.name, f"cannot write {held[-1].source_name}: {error!r}")
+                self.bus.error(self.name, f"cannot write {last.source_name}: {error!r}")
         writer = self._writers.pop(source_id, None)
         if writer is None:
             return

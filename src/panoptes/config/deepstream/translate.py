@@ -17,6 +17,7 @@ from typing import Any, Literal
 from panoptes.config.deepstream.keyfile import Group, KeyFile
 from panoptes.config.deepstream.yaml_forms import read_config_file, read_yaml_document
 from panoptes.core.errors import ConfigError
+from panoptes.media.reader import NETWORK_SCHEMES
 
 Status = Literal["honoured", "approximated", "unsupported"]
 NoteStatus = Literal["approximated", "unsupported", "unknown"]
@@ -379,6 +380,8 @@ class _Translator:
         self.notes: list[Note] = []
         self.honoured = 0
         self.config: dict[str, Any] = {}
+        self._osd: dict[str, Any] = {}
+        """What other groups say about drawing ([primary-gie] colours, [tracker] ids)."""
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -475,7 +478,7 @@ class _Translator:
             uri = group.get_path("uri")
             count = group.get_integer("num-sources", 1) if kind == 3 else 1
             for index in range(max(1, count)):
-                source: dict[str, Any] = {"uri": _file_uri_to_path(_indexed(uri, index))}
+                source: dict[str, Any] = {"uri": _local(_indexed(uri, index))}
                 if "drop-frame-interval" in group and group.get_integer("drop-frame-interval") > 1:
                     source["drop_frame_interval"] = group.get_integer("drop-frame-interval")
                 if loop and not _is_network(uri):
@@ -499,7 +502,7 @@ class _Translator:
                 for number, entry in primary.numbered_keys("bbox-border-color")
             }
             if colors:
-                self.config.setdefault("osd_colors", {}).update(colors)
+                self._osd["class_colors"] = colors
         for _, group in app.groups_matching("secondary-gie", order="file"):
             if group.enabled:
                 infer = self._gie(group, "secondary-gie", primary=False)
@@ -675,9 +678,7 @@ class _Translator:
             if "probationAge" in management:
                 tracker["min_hits"] = max(1, int(management["probationAge"]))
         if "display-tracking-id" in group:
-            self.config.setdefault("osd_extra", {})["show_track_id"] = bool(
-                group.get_integer("display-tracking-id")
-            )
+            self._osd["show_track_id"] = bool(group.get_integer("display-tracking-id"))
         self.config["tracker"] = tracker
 
     def _display(self, app: KeyFile) -> None:
@@ -690,12 +691,11 @@ class _Translator:
                     tiler[key] = tiled.get_integer(key)
             self.config["tiler"] = tiler
         osd_group = app.get("osd")
-        colors = self.config.pop("osd_colors", None)
-        extra = self.config.pop("osd_extra", {})
         if osd_group is None or not osd_group.enabled:
             return
         self._account(osd_group, "osd")
-        osd: dict[str, Any] = dict(extra)
+        colors = self._osd.pop("class_colors", None)
+        osd: dict[str, Any] = dict(self._osd)
         if "border-width" in osd_group:
             osd["border_width"] = osd_group.get_integer("border-width")
         if osd_group.get_integer("text-size", 0) > 0:
@@ -799,16 +799,13 @@ def _indexed(uri: str, index: int) -> str:
     )
 
 
-def _file_uri_to_path(uri: str) -> str:
+def _local(uri: str) -> str:
+    """A resolved ``file:///abs`` as the path ``/abs``; other URIs as they are."""
     return uri[len("file://") :] if uri.startswith("file:///") else uri
 
 
-def _local(path: str) -> str:
-    return _file_uri_to_path(path)
-
-
 def _is_network(uri: str) -> bool:
-    return uri.partition("://")[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp", "udp")
+    return uri.partition("://")[0].lower() in NETWORK_SCHEMES
 
 
 __all__ = [
