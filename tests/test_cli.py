@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import av
 import pytest
 
+from cli_tools import PANOPTES, panoptes
+
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
-PANOPTES = [sys.executable, "-m", "panoptes.cli"]
 
 ISSUE_EXAMPLE = f"""
 sources:
@@ -30,17 +29,6 @@ sinks:
   - type: jsonl
     path: out/meta.jsonl
 """
-
-
-def panoptes(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PANOPTES, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
 
 
 def write(folder: Path, text: str, name: str = "pipeline.yaml") -> Path:

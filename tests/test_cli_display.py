@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import av
 import pytest
+
+from cli_tools import ffprobe, panoptes
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
 
@@ -28,29 +28,6 @@ sinks:
   - type: jsonl
     path: out/meta.jsonl
 """
-
-
-def panoptes(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "panoptes.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def ffprobe(path: Path) -> dict[str, object]:
-    result = subprocess.run(
-        [
-            "ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-            "-show_entries", "stream=nb_read_frames,width,height,r_frame_rate,codec_name",
-            "-of", "json", str(path),
-        ],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    stream: dict[str, object] = json.loads(result.stdout)["streams"][0]
-    return stream
 
 
 def check_run(tmp_path: Path, frames: dict[int, int]) -> None:

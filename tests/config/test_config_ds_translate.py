@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
 
+from cli_tools import panoptes
+from onnx_classifier import colour_classifier
 from panoptes import Batch, ConfigError, Pipeline
 from panoptes.config.deepstream.translate import translate_app_config
 from panoptes.config.loader import load_config
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "deepstream"
 VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "videos"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from onnx_classifier import colour_classifier  # noqa: E402
-
-
-def panoptes(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "panoptes.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_app_config_becomes_the_native_pipeline() -> None:

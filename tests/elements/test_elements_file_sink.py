@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -18,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+from cli_tools import PANOPTES, ffprobe, panoptes
 from panoptes.core.bus import Bus, MessageType
 from panoptes.core.element import BuildContext
 from panoptes.core.errors import ConfigError
@@ -27,30 +25,9 @@ from panoptes.elements.file_sink import FileSink, FileSinkProperties, file_name_
 
 VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "videos"
 CLIP = VIDEOS / "one-by-one-person-detection.mp4"  # H.264 768x432, 10 fps
-PANOPTES = [sys.executable, "-m", "panoptes.cli"]
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """What ffprobe reads from the first video stream, decoding every frame."""
-    if shutil.which("ffprobe") is None:
-        pytest.fail("ffprobe is missing: `make system-deps` installs it (Debian: ffmpeg)")
-    result = subprocess.run(
-        [
-            *("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0"),
-            *("-show_entries", "stream=nb_read_frames,width,height,r_frame_rate,codec_name"),
-            *("-of", "json", str(path)),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0 and not result.stderr, result.stderr
-    stream: dict[str, Any] = json.loads(result.stdout)["streams"][0]
-    return stream
 
 
 def decode(path: Path, limit: int | None = None) -> tuple[list[np.ndarray], Fraction | None]:
@@ -406,12 +383,6 @@ def test_build_makes_the_folder_but_no_file(tmp_path: Path) -> None:
 # -- the command line -------------------------------------------------------------------------
 
 
-def panoptes_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PANOPTES, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def test_cli_names_the_bad_path(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file where a folder should be")
     unwritable = tmp_path / "unwritable.yaml"
@@ -419,13 +390,13 @@ def test_cli_names_the_bad_path(tmp_path: Path) -> None:
         "sources: [{type: test-source, frames: 5}]\n"
         "sinks: [{type: file, path: blocker/video.mp4}]\n"
     )
-    result = panoptes_cli("validate", str(unwritable), cwd=tmp_path)
+    result = panoptes("validate", str(unwritable), cwd=tmp_path)
     assert result.returncode == 2 and "sinks[0].path: " in result.stderr, result.stderr
     avi = tmp_path / "avi.yaml"
     avi.write_text(
         "sources: [{type: test-source, frames: 5}]\nsinks: [{type: file, path: video.avi}]\n"
     )
-    result = panoptes_cli("run", str(avi), cwd=tmp_path)
+    result = panoptes("run", str(avi), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "sinks[0].path: 'video.avi' is not a video file name" in result.stderr
     assert not (tmp_path / "video.avi").exists()

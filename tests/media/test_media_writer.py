@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from cli_tools import ffprobe as probe_stream
 from panoptes.media.writer import VideoWriter, container_format, frame_rate
 
 
@@ -35,35 +33,6 @@ def synthetic_frames(count: int, size_wh: tuple[int, int]) -> list[np.ndarray]:
         image[y : y + side, x : x + side] = 255
         frames.append(image)
     return frames
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """What ffprobe reads from the first video stream, decoding every frame."""
-    if shutil.which("ffprobe") is None:
-        pytest.fail("ffprobe is missing: `make system-deps` installs it (Debian: ffmpeg)")
-    result = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames,width,height,r_frame_rate,codec_name,codec_tag_string,"
-            "color_space",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0 and not result.stderr, result.stderr
-    stream: dict[str, Any] = json.loads(result.stdout)["streams"][0]
-    return stream
 
 
 def decode(path: Path) -> tuple[list[np.ndarray], Fraction | None]:
@@ -244,3 +213,10 @@ def test_container_format_by_extension() -> None:
     assert container_format("a/b.MP4") == "mp4"
     assert container_format("b.mkv") == "matroska"
     assert container_format("b.avi") is None
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    """The stream fields these tests check, with the tag and colour space of the encoder."""
+    return probe_stream(
+        path, "nb_read_frames,width,height,r_frame_rate,codec_name,codec_tag_string,color_space"
+    )
