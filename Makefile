@@ -9,9 +9,14 @@ export PANOPTES_MODEL_PATH ?= $(SHARED_ASSETS)/models
 endif
 DEMO_VIDEOS := $(if $(wildcard $(SHARED_ASSETS)/videos),--videos $(SHARED_ASSETS)/videos)
 
-# Debian packages the tests use (ffprobe checks the videos panoptes writes), with the command
-# that shows each is there.
-TEST_DEBS := ffmpeg:ffprobe
+# Debian packages the tests use, with the command that shows each is there: ffprobe and ffmpeg
+# check the videos and RTSP streams panoptes writes, GStreamer's rtspsrc and Chromium play them as
+# real clients, mosquitto and redis-server are the brokers events go to.
+TEST_DEBS := ffmpeg:ffprobe gstreamer1.0-tools:gst-launch-1.0 \
+	gstreamer1.0-plugins-good:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtsp.so \
+	gstreamer1.0-plugins-bad:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstvideoparsersbad.so \
+	gstreamer1.0-libav:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstlibav.so \
+	chromium:chromium mosquitto:mosquitto redis-server:redis-server
 
 .PHONY: setup system-deps demo test test-all check bench clean
 
@@ -25,7 +30,8 @@ setup: $(VENV)/.installed
 
 system-deps:
 	@missing=""; for item in $(TEST_DEBS); do \
-		command -v $${item#*:} >/dev/null || missing="$$missing $${item%%:*}"; done; \
+		check=$${item#*:}; case $$check in /*) test -e $$check;; *) command -v $$check;; esac \
+			>/dev/null || missing="$$missing $${item%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt=apt-get; \
 		elif command -v sudo >/dev/null; then apt="sudo apt-get"; \

@@ -24,6 +24,7 @@ from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import (
     COCO_SKELETON,
     DisplayMeta,
+    AnalyticsEvent,
     FrameMeta,
     Objects,
     ObjectView,
@@ -40,6 +41,7 @@ __all__ = [
     "DisplayMeta",
     "FinishedTrack",
     "Frame",
+    "AnalyticsEvent",
     "FrameMeta",
     "Letterbox",
     "LinkError",

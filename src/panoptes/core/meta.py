@@ -535,6 +535,43 @@ class DisplayMeta:
 
 
 @dataclass
+class AnalyticsEvent:
+    """Something the analytics saw happen on one frame: a track entered or left a zone, crossed
+    a line, a zone became overcrowded (or stopped being), a track moved in a named direction.
+
+    Message converters turn these into payloads (``mode: events``); smart recording starts a clip
+    on them.
+    """
+
+    kind: str
+    """``"entered"``, ``"exited"``, ``"crossed"``, ``"overcrowded"``, ``"overcrowding-ended"``
+    or ``"direction"``."""
+    rule: str
+    """Name of the zone, line or direction rule it belongs to."""
+    source_id: int
+    frame_num: int
+    track_id: int | None = None
+    """The tracked object concerned; None for zone-wide events (overcrowding)."""
+    label: str | None = None
+    class_id: int | None = None
+    direction: str | None = None
+    """A crossing's or a movement's direction name (``"in"``, ``"out"``, ``"north"``...)."""
+    count: int | None = None
+    """Objects in the zone (overcrowding) or the rule's running count after this event."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else worth sending (a recorded clip's path, a probe's data)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "rule": self.rule}
+        for key in ("track_id", "label", "class_id", "direction", "count"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        data.update(self.extra)
+        return data
+
+
+@dataclass
 class FrameMeta:
     """Everything known about one frame besides its pixels."""
 
@@ -546,3 +583,8 @@ class FrameMeta:
     """``component_id`` of each model that ran on this frame (``interval`` skips some)."""
     snapshot_requested: bool = False
     """Set by a probe (``frame.request_snapshot()``) to have ``snapshot`` sinks save this frame."""
+    analytics: dict[str, Any] = field(default_factory=dict)
+    """The analytics' state on this frame, by rule name: zone occupancy, line counts per class
+    and direction, overcrowding state (see :mod:`panoptes.analytics`)."""
+    events: list[AnalyticsEvent] = field(default_factory=list)
+    """Events raised on this frame (analytics, or a probe's own)."""

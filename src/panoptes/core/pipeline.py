@@ -45,6 +45,16 @@ class StreamSummary:
 
 
 @dataclass
+class ElementStats:
+    name: str
+    kind: str
+    batches: int
+    busy_s: float
+    queue_depth: int
+    failures: int
+
+
+@dataclass
 class RunSummary:
     """What a finished run did, per stream and in total."""
 
@@ -78,6 +88,9 @@ class _Stage:
         """Whether this stage starts a branch that changes frames (the video branch)."""
         self.counts_output = False
         """Whether frames leaving this stage count as the pipeline's output (PERF, summary)."""
+        self.batches = 0
+        self.busy_s = 0.0
+        """Seconds spent in the element's ``process``, over ``batches`` batches."""
 
 
 class Pipeline:
@@ -339,6 +352,20 @@ class Pipeline:
             Message(MessageType.STREAM_REMOVED, stream.name, "", {"source_id": source_id})
         )
 
+    def element_stats(self) -> list[ElementStats]:
+        """Per element: batches processed, seconds spent, and batches waiting in its queue."""
+        return [
+            ElementStats(
+                name=stage.element.name,
+                kind=stage.element.kind,
+                batches=stage.batches,
+                busy_s=stage.busy_s,
+                queue_depth=stage.input.qsize(),
+                failures=stage.element.failures,
+            )
+            for stage in self._stages
+        ]
+
     def streams(self) -> list[Stream]:
         """The streams still in the pipeline (ended and removed ones leave once announced)."""
         with self._streams_lock:
@@ -560,12 +587,15 @@ class Pipeline:
                 break
             if stage.copies_frames:
                 item = item.branch_copy()
+            started_s = time.perf_counter()
             try:
                 out = element.process(item)
             except Exception as error:
                 element.report_failure(item, error)
                 # The frames go on without this element's work, and the stream events with them.
                 out = None if element.is_sink else item
+            stage.batches += 1
+            stage.busy_s += time.perf_counter() - started_s
             if out is not None:
                 self._forward(stage, out)
         try:

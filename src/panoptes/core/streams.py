@@ -12,7 +12,11 @@ from panoptes.core.frame import Frame
 
 class StreamState(enum.Enum):
     STARTING = "starting"
+    """Added, its thread not yet opening it."""
+    CONNECTING = "connecting"
     PLAYING = "playing"
+    RECONNECTING = "reconnecting"
+    """A live stream that failed or stalled, waiting to be opened again."""
     ENDED = "ended"
     FAILED = "failed"
     REMOVED = "removed"
@@ -28,6 +32,8 @@ class StreamStats:
     """Frames a live stream's queue threw away because the pipeline was behind."""
     corrupt: int = 0
     errors: int = 0
+    reconnects: int = 0
+    """Times a live stream was opened again after it failed or stalled."""
     expected_frames: int | None = None
     latency_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
     """Recent capture-to-output latencies in seconds."""
