@@ -23,8 +23,8 @@ from panoptes.core.frame import Batch, Frame, StreamEvent
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import (
     COCO_SKELETON,
-    DisplayMeta,
     AnalyticsEvent,
+    DisplayMeta,
     FrameMeta,
     Objects,
     ObjectView,
@@ -35,13 +35,13 @@ from panoptes.tracking.results import FinishedTrack
 
 __all__ = [
     "COCO_SKELETON",
+    "AnalyticsEvent",
     "Batch",
     "Bus",
     "ConfigError",
     "DisplayMeta",
     "FinishedTrack",
     "Frame",
-    "AnalyticsEvent",
     "FrameMeta",
     "Letterbox",
     "LinkError",

@@ -391,58 +391,103 @@ class Pipeline:
         thread.start()
 
     def _run_source(self, stream: Stream, source: Any) -> None:
+        """The source thread: open, read into the stream's queue, and for a network stream
+        that fails, stalls or ends, open it again with a growing back-off."""
         stop = stream.stop
-        max_frames = getattr(source.props, "max_frames", None)
-        try:
-            source.open()
-            stream.queue.leaky = source.is_live
-            stream.stats.expected_frames = source.expected_frames
-            fps = getattr(source, "fps", None)
-            with self._condition:
-                if stream.state is StreamState.STARTING:
-                    stream.state = StreamState.PLAYING
-            for decoded in source.frames(stop):
-                image = decoded.image
-                height, width = image.shape[:2]
-                frame = Frame(
-                    source_id=stream.source_id,
-                    source_name=stream.name,
-                    frame_num=decoded.index,
-                    pts_s=decoded.pts_s,
-                    capture_time_s=time.time(),
-                    size_wh=(width, height),
-                    image=image,
-                    fps=fps,
-                )
-                self.mux.prepare(frame)
-                stream.stats.frames_decoded += 1
-                stream.stats.corrupt = source.corrupt_frames
-                if not stream.queue.put(frame, stop):
-                    break
-                if max_frames is not None and stream.stats.frames_decoded >= max_frames:
-                    break
-        except SourceError as error:
-            stream.stats.corrupt = source.corrupt_frames
-            self._fail_stream(stream, error.reason)
-            return
-        except Exception as error:  # a bug or an unexpected library error: say so, keep the rest
-            self._fail_stream(stream, f"unexpected {type(error).__name__}: {error}")
-            return
-        finally:
+        props = source.props
+        attempts_left = getattr(props, "reconnect_attempts", 0)
+        backoff_s = getattr(props, "reconnect_backoff_s", 1.0)
+        failure: str | None = None
+        while True:
+            self._set_state(stream, StreamState.CONNECTING if failure is None else None)
             try:
-                source.close()
-            except Exception as error:
-                self.bus.warning(stream.name, f"failed to close: {error!r}")
-        stream.stats.corrupt = source.corrupt_frames
+                self._read_source(stream, source)
+                ended = None if source.is_live else "ended"
+            except SourceError as error:
+                ended = error.reason
+            except Exception as error:  # a bug or an unexpected library error: say so
+                ended = f"unexpected {type(error).__name__}: {error}"
+                attempts_left = 0
+            finally:
+                stream.stats.corrupt = source.corrupt_frames
+                try:
+                    source.close()
+                except Exception as error:
+                    self.bus.warning(stream.name, f"failed to close: {error!r}")
+            if stop.is_set() or ended == "ended":
+                break
+            if not getattr(source, "is_network", False) or attempts_left == 0:
+                self._fail_stream(stream, ended or "the stream ended")
+                return
+            if stream.state is StreamState.PLAYING:  # it had played: back-off starts afresh
+                backoff_s = getattr(props, "reconnect_backoff_s", 1.0)
+            failure = ended or "the stream ended"
+            attempts_left -= 1 if attempts_left > 0 else 0
+            stream.error = failure
+            stream.stats.reconnects += 1
+            self._set_state(stream, StreamState.RECONNECTING)
+            self.bus.warning(
+                stream.name,
+                f"{stream.place}.uri: {failure}; reconnecting in {backoff_s:g} s"
+                + (f" ({attempts_left} attempt(s) left)" if attempts_left >= 0 else ""),
+                source_id=stream.source_id,
+            )
+            if stop.wait(backoff_s):
+                break
+            backoff_s = min(2 * backoff_s, getattr(props, "reconnect_backoff_max_s", 30.0))
         if stream.stats.corrupt:
             self.bus.warning(
                 stream.name,
                 f"{stream.stats.corrupt} corrupt frame(s) skipped",
                 source_id=stream.source_id,
             )
+        self._set_state(stream, StreamState.ENDED)
+
+    def _read_source(self, stream: Stream, source: Any) -> None:
+        """Open the source and queue its frames until it ends (or stops)."""
+        stop = stream.stop
+        max_frames = getattr(source.props, "max_frames", None)
+        source.open()
+        freshest = getattr(source, "keeps_freshest", source.is_live)
+        stream.queue.leaky = source.is_live or freshest
+        stream.queue.maxsize = 1 if freshest else stream.queue.capacity
+        stream.stats.expected_frames = source.expected_frames
+        fps = getattr(source, "fps", None)
+        played = False
+        for decoded in source.frames(stop):
+            if not played:
+                played = True
+                stream.error = None
+                self._set_state(stream, StreamState.PLAYING)
+            image = decoded.image
+            height, width = image.shape[:2]
+            frame = Frame(
+                source_id=stream.source_id,
+                source_name=stream.name,
+                # Counted per stream, so numbers carry on across reconnections.
+                frame_num=stream.stats.frames_decoded,
+                pts_s=decoded.pts_s,
+                capture_time_s=time.time(),
+                size_wh=(width, height),
+                image=image,
+                fps=fps,
+            )
+            self.mux.prepare(frame)
+            stream.stats.frames_decoded += 1
+            stream.stats.corrupt = source.corrupt_frames
+            if not stream.queue.put(frame, stop):
+                break
+            if max_frames is not None and stream.stats.frames_decoded >= max_frames:
+                stop.set()
+                break
+
+    def _set_state(self, stream: Stream, state: StreamState | None) -> None:
+        """Move a stream to ``state`` (None: leave it), unless it was removed or failed."""
+        if state is None:
+            return
         with self._condition:
-            if stream.state is not StreamState.REMOVED:
-                stream.state = StreamState.ENDED
+            if stream.state not in (StreamState.REMOVED, StreamState.FAILED):
+                stream.state = state
             self._condition.notify_all()
 
     # -- running --------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ class FrameQueue:
     """
 
     def __init__(self, maxsize: int, condition: threading.Condition, stats: StreamStats) -> None:
-        self.maxsize = max(1, maxsize)
+        self.capacity = max(1, maxsize)
+        """The size asked for; ``maxsize`` is 1 while only the freshest frame is kept."""
+        self.maxsize = self.capacity
         self.leaky = False
         self._frames: deque[Frame] = deque()
         self._condition = condition

@@ -44,6 +44,31 @@ class UriSourceProperties(ElementProperties):
         description="Frames held between this source and the mux; a live stream drops its "
         "oldest frame when full, a file waits.",
     )
+    frame_policy: Literal["auto", "every", "freshest"] = Field(
+        "auto",
+        description="'every': the source waits for the pipeline, no frame lost (files); "
+        "'freshest': only the newest frame waits for the mux, older ones are dropped and "
+        "counted, so latency stays bounded when the pipeline is slower than the camera; "
+        "'auto': 'freshest' for live streams, 'every' for the rest.",
+    )
+    stall_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="A network stream that sends no data for this long is reconnected "
+        "(DeepStream's rtsp-reconnect-interval-sec); 0 = wait open_timeout_s.",
+    )
+    reconnect_attempts: int = Field(
+        -1,
+        ge=-1,
+        description="Times a network stream that fails, stalls or ends is opened again before "
+        "it is given up as failed; -1 = forever (rtsp-reconnect-attempts), 0 = never.",
+    )
+    reconnect_backoff_s: float = Field(
+        1.0, gt=0, description="Wait before the first reconnection; doubles after each failure."
+    )
+    reconnect_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between two reconnection attempts."
+    )
 
 
 class UriSource:
@@ -61,7 +86,9 @@ class UriSource:
             loop=props.loop,
             real_time=props.real_time,
             drop_frame_interval=props.drop_frame_interval,
+            # A test-source shares this class but has no network settings.
             open_timeout_s=getattr(props, "open_timeout_s", 10.0),
+            read_timeout_s=getattr(props, "stall_timeout_s", None),
             base_dir=base_dir,
         )
 
@@ -81,6 +108,17 @@ class UriSource:
     @property
     def is_live(self) -> bool:
         return self._reader.is_live
+
+    @property
+    def is_network(self) -> bool:
+        """Whether it reads from the network (and so may be reconnected)."""
+        return self._reader.is_network
+
+    @property
+    def keeps_freshest(self) -> bool:
+        """Whether only the newest frame waits for the mux (see ``frame_policy``)."""
+        policy = getattr(self.props, "frame_policy", "auto")
+        return policy == "freshest" or (policy == "auto" and self.is_live)
 
     @property
     def size_wh(self) -> tuple[int, int]:

@@ -34,7 +34,8 @@ class AvReader(BaseReader):
     Args:
         target: a local file path, or a URL FFmpeg opens (rtsp, http(s), ...).
         is_network: whether ``target`` is a URL; network sources get open and read timeouts.
-        open_timeout_s: seconds to wait for a network source to answer, on open and per read.
+        open_timeout_s: seconds to wait for a network source to answer on open.
+        read_timeout_s: seconds a network source may send nothing while playing (a stall).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class AvReader(BaseReader):
         target: str,
         is_network: bool,
         open_timeout_s: float,
+        read_timeout_s: float | None = None,
         loop: bool,
         real_time: bool,
         drop_frame_interval: int,
@@ -52,10 +54,14 @@ class AvReader(BaseReader):
         super().__init__(
             uri, name, loop=loop, real_time=real_time, drop_frame_interval=drop_frame_interval
         )
-        self._is_network = is_network
         self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s or open_timeout_s
+        self.is_network = is_network
         self._url, self._options = (
-            network_url_and_options(target, open_timeout_s, source=name)
+            # The socket timeout is the longer of the two: PyAV's own deadlines enforce each.
+            network_url_and_options(
+                target, max(open_timeout_s, self._read_timeout_s), source=name
+            )
             if is_network
             else (target, {})
         )
@@ -63,7 +69,7 @@ class AvReader(BaseReader):
         self._stream: av.video.stream.VideoStream | None = None
 
     def _open(self) -> None:
-        if not self._is_network:
+        if not self.is_network:
             path = Path(self._url)
             if not path.exists():
                 raise SourceError(f"no such file: {path}", source=self.name)
@@ -73,7 +79,7 @@ class AvReader(BaseReader):
         rate = stream.guessed_rate or stream.average_rate
         self._native_fps = float(rate) if rate else None
         duration_s = _duration_s(container, stream)
-        self.is_live = self._is_network and duration_s is None
+        self.is_live = self.is_network and duration_s is None
         if stream.frames > 0:
             self._native_frame_count = stream.frames
         elif duration_s is not None and self._native_fps is not None:
@@ -89,7 +95,7 @@ class AvReader(BaseReader):
             container = av.open(
                 self._url,
                 options=self._options,
-                timeout=(self._open_timeout_s, self._open_timeout_s) if self._is_network else None,
+                timeout=(self._open_timeout_s, self._read_timeout_s) if self.is_network else None,
             )
         except (av.error.FFmpegError, OSError) as exc:
             reason = self._explain_open_error(exc, time.monotonic() - started_s)
@@ -111,7 +117,7 @@ class AvReader(BaseReader):
 
     def _explain_open_error(self, exc: BaseException, elapsed_s: float) -> str:
         strerror = getattr(exc, "strerror", None) or str(exc)
-        if self._is_network:
+        if self.is_network:
             host = _host_of(self._url)
             # FFmpeg reports a timeout as ETIMEDOUT, as an interrupt (PyAV's own deadline) or,
             # for RTSP, as invalid data once the deadline cut the exchange short.
@@ -187,8 +193,8 @@ class AvReader(BaseReader):
                     ) from exc
             except (av.error.TimeoutError, av.error.ExitError) as exc:
                 raise SourceError(
-                    f"no data for {self._open_timeout_s:g} s after {decoded_in_pass} frames "
-                    "(timed out)",
+                    f"no data for {self._read_timeout_s:g} s after {decoded_in_pass} frames "
+                    "(stalled)",
                     source=self.name,
                 ) from exc
             except (av.error.FFmpegError, OSError) as exc:

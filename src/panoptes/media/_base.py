@@ -97,6 +97,7 @@ class BaseReader:
         self.fps: float | None = None
         self.frame_count: int | None = None
         self.is_live = False
+        self.is_network = False
         self.corrupt_frames = 0
         self._loop = loop
         self._real_time = real_time

@@ -68,6 +68,7 @@ class FrameReader(Protocol):
             header or its duration (a header may count a few frames that do not decode);
             ``None`` when unknown, live or looping.
         is_live: True for a network stream that reports no duration.
+        is_network: True for a source read over the network (it may be reconnected).
         corrupt_frames: packets or images that failed to decode and were skipped.
     """
 
@@ -77,6 +78,7 @@ class FrameReader(Protocol):
     fps: float | None
     frame_count: int | None
     is_live: bool
+    is_network: bool
     corrupt_frames: int
 
     def open(self) -> None:
@@ -97,6 +99,7 @@ def open_reader(
     real_time: bool = False,
     drop_frame_interval: int = 1,
     open_timeout_s: float = 10.0,
+    read_timeout_s: float | None = None,
     base_dir: Path | None = None,
     fps: float | None = None,
 ) -> FrameReader:
@@ -110,7 +113,10 @@ def open_reader(
         real_time: pace the output to the pts against a monotonic clock (files, folders,
             patterns; live streams are paced by their sender).
         drop_frame_interval: output only every Nth decoded frame (decoded frames 0, N, 2N, ...).
-        open_timeout_s: seconds a network source may take to answer, on open and per read.
+        open_timeout_s: seconds a network source may take to answer on open (and per read
+            unless ``read_timeout_s`` is given).
+        read_timeout_s: seconds a network source may send nothing while playing before
+            reading fails (a stalled camera); defaults to ``open_timeout_s``.
         base_dir: folder that relative paths are resolved against; the working directory if
             ``None``.
         fps: frame rate of image folders and globs (default 30); ignored by other kinds.
@@ -139,6 +145,7 @@ def open_reader(
             target=uri,
             is_network=True,
             open_timeout_s=open_timeout_s,
+            read_timeout_s=read_timeout_s or open_timeout_s,
             **playback,
         )
     if scheme == "file":
