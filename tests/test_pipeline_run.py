@@ -271,4 +271,7 @@ def test_public_api_is_curated() -> None:
         "cli",
         "render",
         "tracking",
+        "analytics",
+        "events",
+        "server",
     }

@@ -1,4 +1,4 @@
-"""The ``panoptes`` command: run, validate, inspect, demo, models."""
+"""The ``panoptes`` command: run, validate, inspect, demo, serve, models."""
 
 from __future__ import annotations
 
@@ -149,12 +149,19 @@ def main() -> None:
     """Real-time video analytics over many cameras."""
 
 
-def _load(config: str, overrides: Sequence[str], *, quiet: bool = False) -> Any:
+def _load(
+    config: str, overrides: Sequence[str], *, quiet: bool = False, http_port: int | None = None
+) -> Any:
     from panoptes.config.loader import load_config
     from panoptes.core.pipeline import Pipeline
 
     translations: list[Any] = []
     parsed, base_dir = load_config(config, overrides, translations=translations)
+    if http_port is not None:
+        from panoptes.elements.web_view import HttpProperties
+
+        http = (parsed.http or HttpProperties()).model_copy(update={"port": http_port})
+        parsed = parsed.model_copy(update={"http": http})
     # What a DeepStream file asked for that is not done as it is, said before anything runs.
     for note in (note for translation in translations for note in translation.notes):
         if note.status != "approximated" or not quiet:
@@ -191,25 +198,46 @@ def _print_config(config: str, overrides: Sequence[str]) -> None:
     is_flag=True,
     help="Print the native YAML that CONFIG becomes (a DeepStream file translated) and exit.",
 )
+@click.option(
+    "--http",
+    "http_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve the browser view, the REST API and /metrics on this port (0 = any free); "
+    "the config's http section sets the rest.",
+)
 def run(
     config: str,
     overrides: tuple[str, ...],
     quiet: bool,
     progress: bool | None,
     print_config: bool,
+    http_port: int | None,
 ) -> None:
     """Run a pipeline from CONFIG: panoptes YAML, or a deepstream-app configuration (INI or
     YAML) with the nvinfer and tracker files it names."""
+    server = None
     try:
         if print_config:
             _print_config(config, overrides)
             return
-        pipeline = _load(config, overrides, quiet=quiet)
+        pipeline = _load(config, overrides, quiet=quiet, http_port=http_port)
         pipeline.build()
+        if pipeline.config.http is not None:
+            from panoptes.server import start_http
+
+            server = start_http(pipeline, pipeline.config.http)
+            _echo(f"browser view and REST API at {server.url}")
     except PanoptesError as error:
         _echo(f"error: {error}")
         sys.exit(EXIT_BAD_CONFIG)
-    sys.exit(run_pipeline(pipeline, quiet=quiet, progress=progress))
+    try:
+        code = run_pipeline(pipeline, quiet=quiet, progress=progress)
+    finally:
+        if server is not None:
+            server.stop()
+    sys.exit(code)
 
 
 @main.command()
@@ -281,6 +309,30 @@ def demo(videos: Path | None, output: Path, model: str, max_frames: int | None) 
         sys.exit(EXIT_BAD_CONFIG)
     code = run_pipeline(pipeline)
     _echo(f"metadata written to {output}, tiled video to {demo_video(output)}")
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8554,
+    show_default=True,
+    help="RTSP port (0: any free port).",
+)
+def serve(files: tuple[Path, ...], host: str, port: int) -> None:
+    """Serve video FILES over RTSP, each looped at its real speed at rtsp://HOST:PORT/<file
+    name without extension>, until Ctrl-C. H.264 is sent as it is; other codecs are transcoded
+    to H.264. The URLs are printed on stdout."""
+    from panoptes.media.rtsp import serve_files
+
+    try:
+        code = serve_files(files, host=host, port=port, show_url=click.echo, show_note=_echo)
+    except PanoptesError as error:
+        _echo(f"error: {error}")
+        sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 
 

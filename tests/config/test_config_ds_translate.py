@@ -43,13 +43,21 @@ def test_app_config_becomes_the_native_pipeline() -> None:
     assert config["tracker"] == {"type": "bytetrack", "max_lost_frames": 42, "min_hits": 2}
     assert config["tiler"] == {"rows": 2, "columns": 2, "width": 1280, "height": 720}
     assert config["osd"]["class_colors"] == {0: [255, 0, 0], 2: [0, 255, 255]}
-    assert [s["type"] for s in config["sinks"]] == ["fakesink", "file"]
+    assert [s["type"] for s in config["sinks"]] == ["fakesink", "file", "rtsp"]
     assert config["sinks"][1]["bitrate_kbps"] == 2000
+    assert config["sinks"][2] == {
+        "type": "rtsp",
+        "name": "sink2",
+        "path": "/ds-test",
+        "port": 8554,
+        "bitrate_kbps": 4000,
+    }
+    # [nvds-analytics] names its rules file, read as it is.
+    assert config["analytics"]["config_width"] == 1920
+    rules = {entry["source"]: entry for entry in config["analytics"]["streams"]}
+    assert [roi["name"] for roi in rules[0]["rois"]] == ["RF"]
     notes = {str(note) for note in translation.notes}
-    assert (
-        "deepstream_app_config.txt:66 [sink2] type: unsupported: type=4 (RTSP streaming) is not "
-        "supported yet"
-    ) in notes
+    assert not [note for note in notes if "[sink2]" in note and "unsupported" in note]
     assert any("[sink0] type: approximated: type=2 (a screen)" in n for n in notes)
     assert any("NvDCF (visual features) is approximated by ByteTrack" in n for n in notes)
     # The GLib quirks of real files: `type=3 # multi uri` is 3, `codec=1 #h264` is 1.
@@ -58,6 +66,7 @@ def test_app_config_becomes_the_native_pipeline() -> None:
 
 def test_app_config_runs_end_to_end_with_the_cli(tmp_path: Path) -> None:
     limits = [f"sources[{i}].max_frames=12" for i in range(4)]
+    limits.append("sinks[2].port=0")  # the RTSP server on any free port
     result = panoptes(
         "run",
         str(DATA / "deepstream_app_config.txt"),
@@ -66,7 +75,7 @@ def test_app_config_runs_end_to_end_with_the_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     # Each note is said before the run, with its file and line.
-    assert "warning: deepstream_app_config.txt:66 [sink2] type: unsupported" in result.stderr
+    assert "warning: deepstream_app_config.txt:71 [sink2] udp-port: approximated" in result.stderr
     # output-file is relative to the working folder, as deepstream-app opens it.
     with av.open(str(tmp_path / "out.mp4")) as container:
         stream = container.streams.video[0]

@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from panoptes.config.schema import PipelineConfig
+from panoptes.config.schema import SINK_KINDS, PipelineConfig
 from panoptes.core.errors import ConfigError
 
-_TAGS = {"uri-source", "test-source", "fakesink", "jsonl", "file", "snapshot"}
+_TAGS = {"uri-source", "test-source", *SINK_KINDS}
 
 
 def format_place(loc: Iterable[str | int]) -> str:

@@ -7,17 +7,24 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from panoptes.elements.analytics import AnalyticsProperties
 from panoptes.elements.fakesink import FakeSinkProperties
 from panoptes.elements.file_sink import FileSinkProperties
 from panoptes.elements.infer import InferProperties
 from panoptes.elements.jsonl import JsonlSinkProperties
+from panoptes.elements.kafka_sink import KafkaSinkProperties
+from panoptes.elements.mqtt_sink import MqttSinkProperties
 from panoptes.elements.mux import MuxProperties
 from panoptes.elements.osd import OsdProperties
+from panoptes.elements.record import RecordProperties
+from panoptes.elements.redis_sink import RedisSinkProperties
+from panoptes.elements.rtsp_sink import RtspSinkProperties
 from panoptes.elements.snapshot import SnapshotSinkProperties
 from panoptes.elements.test_source import TestSourceProperties
 from panoptes.elements.tiler import TilerProperties
 from panoptes.elements.tracker import TrackerProperties
 from panoptes.elements.uri_source import UriSourceProperties
+from panoptes.elements.web_view import HttpProperties, WebViewProperties
 
 
 def _source_kind(value: Any) -> str:
@@ -43,15 +50,33 @@ SourceConfig = Annotated[
     ),
 ]
 
+SINK_KINDS = (
+    "fakesink",
+    "jsonl",
+    "file",
+    "snapshot",
+    "mqtt",
+    "kafka",
+    "redis",
+    "web-view",
+    "rtsp",
+)
+"""The ``type`` of each sink, one per line, as tagged in :data:`SinkConfig`."""
+
 SinkConfig = Annotated[
     Annotated[FakeSinkProperties, Tag("fakesink")]
     | Annotated[JsonlSinkProperties, Tag("jsonl")]
     | Annotated[FileSinkProperties, Tag("file")]
-    | Annotated[SnapshotSinkProperties, Tag("snapshot")],
+    | Annotated[SnapshotSinkProperties, Tag("snapshot")]
+    | Annotated[MqttSinkProperties, Tag("mqtt")]
+    | Annotated[KafkaSinkProperties, Tag("kafka")]
+    | Annotated[RedisSinkProperties, Tag("redis")]
+    | Annotated[WebViewProperties, Tag("web-view")]
+    | Annotated[RtspSinkProperties, Tag("rtsp")],
     Discriminator(
         _sink_kind,
         custom_error_type="sink_type",
-        custom_error_message="unknown or missing sink type; known: fakesink, jsonl, file, snapshot",
+        custom_error_message="unknown or missing sink type; known: " + ", ".join(SINK_KINDS),
     ),
 ]
 
@@ -93,6 +118,20 @@ class PipelineConfig(BaseModel):
     tracker: TrackerProperties | None = Field(
         None, description="Object tracking, after the models; none by default."
     )
+    analytics: AnalyticsProperties | None = Field(
+        None,
+        description="Zones, counting lines, overcrowding and directions of travel on the tracked "
+        "objects (DeepStream's nvdsanalytics), after the tracker and the secondary models; "
+        "none by default.",
+    )
+    record: RecordProperties | None = Field(
+        None,
+        description="Smart recording (DeepStream's smart record): on an analytics event, a "
+        "probe's frame.request_recording() or a start() call, save a clip of the stream from "
+        "before_s before to after_s after, copied from its H.264/HEVC packets without "
+        "re-encoding; the clip's path goes into the events (extra.video_path) and a bus message. "
+        "Runs after every element that raises events; none by default.",
+    )
     tiler: TilerProperties | None = Field(
         None, description="Tile every stream into one picture for the video sinks."
     )
@@ -107,6 +146,11 @@ class PipelineConfig(BaseModel):
     )
     perf: PerfProperties = Field(default_factory=PerfProperties, description="Performance reports.")
     queue_size: int = Field(2, ge=1, description="Batches held between two elements.")
+    http: HttpProperties | None = Field(
+        None,
+        description="HTTP server: a web page with the live view and the streams, a REST API to "
+        "list, add and remove streams, health, and Prometheus metrics; none by default.",
+    )
     keep_alive: bool = Field(
         False,
         description="Keep running when every source has ended, for sources added at run time; "
@@ -117,12 +161,13 @@ class PipelineConfig(BaseModel):
     def _names_unique(self) -> PipelineConfig:
         seen: dict[str, str] = {}
         sections: list[tuple[str, list[Any]]] = [("infer", self.infer), ("sinks", self.sinks)]
-        sections += [(key, [getattr(self, key)]) for key in ("tracker", "tiler", "osd")]
+        singles = ("tracker", "analytics", "record", "tiler", "osd")
+        sections += [(key, [getattr(self, key)]) for key in singles]
         for section, items in sections:
             for index, item in enumerate(items):
                 if item is None or item.name is None:
                     continue
-                place = section if section in ("tracker", "tiler", "osd") else f"{section}[{index}]"
+                place = section if section in singles else f"{section}[{index}]"
                 if item.name in seen:
                     raise ValueError(
                         f"{place}.name: {item.name!r} is already the name of {seen[item.name]}"

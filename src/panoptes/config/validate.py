@@ -53,7 +53,7 @@ def check_config(
     ]
     elements += [
         (key, getattr(config, key), key, {})
-        for key in ("tracker", "tiler", "osd")
+        for key in ("tracker", "analytics", "tiler", "osd")
         if getattr(config, key) is not None
     ]
     for index, sink in enumerate(config.sinks):
@@ -80,7 +80,7 @@ def check_config(
     names = {"mux"}
     names |= {
         getattr(config, key).name or key
-        for key in ("tracker", "tiler", "osd")
+        for key in ("tracker", "analytics", "tiler", "osd")
         if getattr(config, key) is not None
     }
     names |= {infer.name or f"infer{index}" for index, infer in enumerate(config.infer)}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from panoptes.core.geometry import Letterbox
-from panoptes.core.meta import FrameMeta, Objects
+from panoptes.core.meta import FrameMeta, Objects, RecordingRequest
 
 if TYPE_CHECKING:
     from panoptes.tracking import FinishedTrack
@@ -49,6 +49,18 @@ class Frame:
     def request_snapshot(self) -> None:
         """Have every ``snapshot`` sink save this frame (as well as its every-N-frames ones)."""
         self.meta.snapshot_requested = True
+
+    def request_recording(
+        self, before_s: float | None = None, after_s: float | None = None
+    ) -> None:
+        """Have the ``record`` element save a clip of this stream, from ``before_s`` seconds
+        before this frame to ``after_s`` after it (None: the ``record`` section's values). The
+        clip's path then comes in an event of kind ``"recording"`` on this frame
+        (``extra["video_path"]``); a request during a clip of the stream extends that clip."""
+        for key, value in (("before_s", before_s), ("after_s", after_s)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"{key} must be 0 or more, not {value}")
+        self.meta.recording_request = RecordingRequest(before_s, after_s)
 
 
 @dataclass(frozen=True)

@@ -571,6 +571,16 @@ class AnalyticsEvent:
         return data
 
 
+@dataclass(frozen=True)
+class RecordingRequest:
+    """A probe's request for a clip of its frame's stream (``frame.request_recording()``)."""
+
+    before_s: float | None = None
+    """Seconds of the stream before the frame; None: the ``record`` section's ``before_s``."""
+    after_s: float | None = None
+    """Seconds after the frame; None: the ``record`` section's ``after_s``."""
+
+
 @dataclass
 class FrameMeta:
     """Everything known about one frame besides its pixels."""
@@ -583,6 +593,8 @@ class FrameMeta:
     """``component_id`` of each model that ran on this frame (``interval`` skips some)."""
     snapshot_requested: bool = False
     """Set by a probe (``frame.request_snapshot()``) to have ``snapshot`` sinks save this frame."""
+    recording_request: RecordingRequest | None = None
+    """Set by a probe (``frame.request_recording()``) to have the ``record`` element save a clip."""
     analytics: dict[str, Any] = field(default_factory=dict)
     """The analytics' state on this frame, by rule name: zone occupancy, line counts per class
     and direction, overcrowding state (see :mod:`panoptes.analytics`)."""

@@ -113,6 +113,10 @@ class Pipeline:
             from panoptes.config.loader import parse_config
 
             config = parse_config(config)
+        http = config.http
+        if http is not None and http.view and all(s.type != "web-view" for s in config.sinks):
+            # The browser view is a video sink like any other, fed after the tiler and osd.
+            config = config.model_copy(update={"sinks": [*config.sinks, http.web_view_sink()]})
         self.config: PipelineConfig = config
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.bus = bus or Bus()
@@ -169,7 +173,7 @@ class Pipeline:
     def build(self) -> None:
         """Create and build every element: models load, files open, errors raise here.
 
-        The flow is ``mux → infer* → tracker → ┬ metadata sinks`` and
+        The flow is ``mux → infer* → tracker → infer* → analytics → ┬ metadata sinks`` and
         ``└ tiler → osd → video sinks``; the tiler and osd run only when a video sink is there.
         """
         if self._built:
@@ -193,6 +197,12 @@ class Pipeline:
             tracker = config.tracker
             plan.append(("tracker", tracker, tracker.name or "tracker", "tracker", {}))
         plan += [m for m in models if getattr(m[1], "process_mode", "primary") != "primary"]
+        if config.analytics is not None:  # on the tracked, classified objects, before the sinks
+            analytics = config.analytics
+            plan.append(("analytics", analytics, analytics.name or "analytics", "analytics", {}))
+        if config.record is not None:  # last: after every element that raises events
+            record = config.record
+            plan.append(("record", record, record.name or "record", "record", {}))
         chain_length = len(plan)
         # Built in the order they are wired below: chain, metadata sinks, video branch, video sinks.
         for index, sink in meta_sinks:
@@ -381,6 +391,12 @@ class Pipeline:
         self.bus.error(stream.name, f"{stream.place}.uri: {text}", source_id=stream.source_id)
 
     def _start_source(self, stream: Stream, source: Any) -> None:
+        for stage in self._stages:
+            # Before the source opens, so that an element tapping its packets (record) has them
+            # from the first; the element lets go when the stream's end reaches it in band.
+            attach = getattr(stage.element, "attach_source", None)
+            if attach is not None:
+                attach(stream.source_id, stream.name, source)
         thread = threading.Thread(
             target=self._run_source,
             args=(stream, source),
@@ -679,6 +695,11 @@ class Pipeline:
             if thread.is_alive():
                 return False
         return self._finished.is_set()
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called (the pipeline may have finished since)."""
+        return self._started
 
     @property
     def finished(self) -> bool:

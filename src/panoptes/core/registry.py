@@ -17,12 +17,19 @@ KINDS: dict[str, str] = {
     "mux": "panoptes.elements.mux:Mux",
     "infer": "panoptes.elements.infer:Infer",
     "tracker": "panoptes.elements.tracker:Tracker",
+    "record": "panoptes.elements.record:RecordElement",
+    "analytics": "panoptes.elements.analytics:Analytics",
     "tiler": "panoptes.elements.tiler:Tiler",
     "osd": "panoptes.elements.osd:Osd",
     "fakesink": "panoptes.elements.fakesink:FakeSink",
     "jsonl": "panoptes.elements.jsonl:JsonlSink",
     "file": "panoptes.elements.file_sink:FileSink",
     "snapshot": "panoptes.elements.snapshot:SnapshotSink",
+    "mqtt": "panoptes.elements.mqtt_sink:MqttSink",
+    "kafka": "panoptes.elements.kafka_sink:KafkaSink",
+    "redis": "panoptes.elements.redis_sink:RedisSink",
+    "web-view": "panoptes.elements.web_view:WebView",
+    "rtsp": "panoptes.elements.rtsp_sink:RtspSink",
 }
 
 

@@ -2,7 +2,8 @@
 
 ``{"source_id": 0, "source": "cam1", "frame_num": 12, "pts_s": 1.2, "objects": [{"class_id": 0,
 "label": "person", "confidence": 0.93, "bbox": [x1, y1, x2, y2], "track_id": null}]}``, with bbox in
-original-frame pixels.
+original-frame pixels; ``analytics`` (counts by rule name) and ``events`` are added on frames that
+have them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def frame_record(frame: Frame, *, user_meta: bool = True) -> dict[str, Any]:
     }
     if user_meta and frame.meta.user_meta:
         record["user_meta"] = frame.meta.user_meta
+    if frame.meta.analytics:
+        record["analytics"] = frame.meta.analytics
+    if frame.meta.events:
+        record["events"] = [event.to_dict() for event in frame.meta.events]
     return record
 
 

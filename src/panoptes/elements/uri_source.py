@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from panoptes.core.element import ElementProperties
-from panoptes.media.reader import DecodedFrame, FrameReader, open_reader
+from panoptes.media.reader import DecodedFrame, FrameReader, PacketTap, open_reader
 
 
 class UriSourceProperties(ElementProperties):
@@ -146,6 +146,12 @@ class UriSource:
 
     def frames(self, stop: threading.Event) -> Iterator[DecodedFrame]:
         return self._reader.frames(stop)
+
+    def set_packet_tap(self, tap: PacketTap | None) -> bool:
+        """Hand each compressed video packet to ``tap``, in the source thread, before it is
+        decoded (the ``record`` element keeps them); ``None`` stops. False when the source has
+        no compressed packets (image folders, test patterns)."""
+        return self._reader.set_packet_tap(tap)
 
     def close(self) -> None:
         self._reader.close()

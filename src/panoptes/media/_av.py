@@ -16,7 +16,7 @@ import av.error
 import av.video.stream
 
 from panoptes.core.errors import SourceError
-from panoptes.media._base import BaseReader, ImageMaker
+from panoptes.media._base import BaseReader, ImageMaker, PacketTap
 
 #: Below this share of the header's frame count, a file that ends is reported as truncated. Real
 #: files miss a few frames of their header (person-bicycle-car-detection.mp4 decodes 459 of 467).
@@ -59,14 +59,18 @@ class AvReader(BaseReader):
         self.is_network = is_network
         self._url, self._options = (
             # The socket timeout is the longer of the two: PyAV's own deadlines enforce each.
-            network_url_and_options(
-                target, max(open_timeout_s, self._read_timeout_s), source=name
-            )
+            network_url_and_options(target, max(open_timeout_s, self._read_timeout_s), source=name)
             if is_network
             else (target, {})
         )
         self._container: av.container.InputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
+        self._packet_tap: PacketTap | None = None
+        self._tap_offset_s = 0.0
+
+    def set_packet_tap(self, tap: PacketTap | None) -> bool:
+        self._packet_tap = tap
+        return True
 
     def _open(self) -> None:
         if not self.is_network:
@@ -75,6 +79,7 @@ class AvReader(BaseReader):
                 raise SourceError(f"no such file: {path}", source=self.name)
         container, stream = self._open_container()
         self._container, self._stream = container, stream
+        self._tap_offset_s = 0.0
         self.size_wh = (stream.codec_context.width, stream.codec_context.height)
         rate = stream.guessed_rate or stream.average_rate
         self._native_fps = float(rate) if rate else None
@@ -158,6 +163,9 @@ class AvReader(BaseReader):
                 # Demuxing only the video stream keeps audio packets away from any decoder.
                 for packet in container.demux(stream):
                     demux_errors_in_a_row = 0
+                    tap = self._packet_tap
+                    if tap is not None and packet.size:  # size 0: the flush packet at the end
+                        tap(packet, self._tap_offset_s)
                     try:
                         frames = packet.decode()
                     except av.error.InvalidDataError:
@@ -216,6 +224,12 @@ class AvReader(BaseReader):
         # (raw elementary streams cannot seek by time; a drained decoder needs a reset).
         self._close()
         self._container, self._stream = self._open_container()
+        if self._next_pass_start_s is not None:
+            # The frames of the new pass will be shifted to carry on from the last one (see
+            # ``_output_pts``); its packets get the same shift, from the stream's first time.
+            start, time_base = self._stream.start_time, self._stream.time_base
+            first_s = float(start * time_base) if start is not None and time_base else 0.0
+            self._tap_offset_s = self._next_pass_start_s - first_s
 
     def _close(self) -> None:
         if self._container is not None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,16 @@ from panoptes.core.errors import SourceError
 #: ``drop_frame_interval`` never pay for the colour conversion. ``None`` means the frame turned
 #: out to be unreadable (it is counted in ``corrupt_frames`` and skipped).
 ImageMaker = Callable[[], "np.ndarray | None"]
+
+if TYPE_CHECKING:
+    import av.packet
+    import av.video.stream
+
+#: Receives each demuxed video packet, still compressed, in the source's thread before it is
+#: decoded (smart recording keeps them), with the offset in seconds that puts the packet on the
+#: reader's output timeline: the frame decoded from it has ``pts_s = packet.pts *
+#: packet.time_base + offset_s``. It must be quick and must not change the packet.
+PacketTap = Callable[["av.packet.Packet[av.video.stream.VideoStream]", float], None]
 
 
 @dataclass
@@ -124,6 +135,11 @@ class BaseReader:
 
     def _close(self) -> None:
         pass
+
+    def set_packet_tap(self, tap: PacketTap | None) -> bool:
+        """Hand each compressed video packet to ``tap`` from now on (``None``: stop). False
+        when this reader has no compressed packets (image folders, test patterns)."""
+        return False
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -31,11 +31,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from panoptes.core.errors import SourceError
 from panoptes.media._av import AvReader
-from panoptes.media._base import DecodedFrame, RealTimePacer
+from panoptes.media._base import DecodedFrame, PacketTap, RealTimePacer
 from panoptes.media._images import IMAGE_SUFFIXES, ImageSequenceReader
 from panoptes.media._pattern import PATTERNS, PatternReader
 
-__all__ = ["DecodedFrame", "FrameReader", "RealTimePacer", "open_reader"]
+__all__ = ["DecodedFrame", "FrameReader", "PacketTap", "RealTimePacer", "open_reader"]
 
 NETWORK_SCHEMES = frozenset(
     {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "tcp", "srt"}
@@ -89,6 +89,10 @@ class FrameReader(Protocol):
 
     def close(self) -> None:
         """Release the source."""
+
+    def set_packet_tap(self, tap: PacketTap | None) -> bool:
+        """Hand each compressed video packet to ``tap`` before it is decoded (``None``: stop);
+        False when the source has none (image folders, test patterns). See ``PacketTap``."""
 
 
 def open_reader(

@@ -65,9 +65,9 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "num-extra-surfaces": (A, "queues are sized by queue_size"),
         "intra-decode-enable": (A, "every frame is decoded"),
         "latency": (A, "live sources drop old frames instead of buffering"),
-        "select-rtp-protocol": (A, "RTSP over TCP"),
-        "rtsp-reconnect-interval-sec": (U, "no reconnection yet: a lost camera is reported"),
-        "rtsp-reconnect-attempts": (U, "no reconnection yet: a lost camera is reported"),
+        "select-rtp-protocol": (A, "RTSP over TCP (?transport=udp on the uri for UDP)"),
+        "rtsp-reconnect-interval-sec": (H, "stall_timeout_s (0: the open timeout)"),
+        "rtsp-reconnect-attempts": (H, "reconnect_attempts (-1: forever)"),
         "smart-record": (U, "smart recording is not supported yet"),
         "smart-rec-dir-path": (U, "smart recording is not supported yet"),
         "smart-rec-file-prefix": (U, "smart recording is not supported yet"),
@@ -85,7 +85,7 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
     },
     "sink": {
         "enable": (H, "a sink per enabled group"),
-        "type": (H, "1 fakesink, 3 file; 2 and 5 (screens) become a fakesink; 4, 6 not yet"),
+        "type": (H, "1 fakesink, 3 file, 4 RTSP; 2 and 5 (screens) become a fakesink; 6 not yet"),
         "output-file": (H, "file sink path (relative to the working folder, as DeepStream)"),
         "container": (H, "1 mp4, 2 mkv: the file's extension"),
         "codec": (H, "1 h264, 2 h265"),
@@ -93,7 +93,7 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "sync": (A, "files are written as fast as frames come"),
         "qos": (A, "no QoS events"),
         "enc-type": (A, "software encoding (libx264/libx265)"),
-        "iframeinterval": (A, "the encoder's default GOP"),
+        "iframeinterval": (H, "RTSP sink gop (file sinks keep the encoder's default)"),
         "profile": (A, "the encoder's default profile"),
         "gpu-id": (A, "encoding runs on the CPU here"),
         "nvbuf-memory-type": (A, "encoding runs on the CPU here"),
@@ -101,9 +101,9 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "link-to-demux": (A, "video sinks take the tiled (or per-stream) output"),
         "width": (A, "the tiler's size"),
         "height": (A, "the tiler's size"),
-        "rtsp-port": (U, "the RTSP sink is not supported yet"),
-        "udp-port": (U, "the RTSP sink is not supported yet"),
-        "udp-buffer-size": (U, "the RTSP sink is not supported yet"),
+        "rtsp-port": (H, "rtsp sink port (served at /ds-test)"),
+        "udp-port": (A, "RTP leaves from the RTSP server's own ports"),
+        "udp-buffer-size": (A, "RTP leaves from the RTSP server's own ports"),
         "msg-conv-config": (U, "message brokers are not supported yet"),
         "msg-conv-payload-type": (U, "message brokers are not supported yet"),
         "msg-broker-proto-lib": (U, "message brokers are not supported yet"),
@@ -163,6 +163,12 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "plugin-type": (A, "0 (nvinfer) only; 1 (nvinferserver) is not read yet"),
         "input-tensor-meta": (U, "no pre-process element"),
         "infer-raw-output-dir": (U, "raw outputs are not dumped; use output_tensor_meta"),
+    },
+    "nvds-analytics": {
+        "enable": (H, "analytics"),
+        "config-file": (H, "analytics rules (docs: the nvdsanalytics keys)"),
+        "gpu-id": (A, "analytics run on the CPU"),
+        "unique-id": (A, "analytics results are not told apart by id"),
     },
     "tracker": {
         "enable": (H, "tracker"),
@@ -271,7 +277,7 @@ GROUPS: dict[str, tuple[Status, str]] = {
     "primary-gie": (H, "infer[0]"),
     "secondary-gie": (H, "infer elements in secondary mode"),
     "tracker": (H, "tracker"),
-    "nvds-analytics": (U, "analytics are not supported yet"),
+    "nvds-analytics": (H, "analytics (its config_nvdsanalytics.txt read as it is)"),
     "message-converter": (U, "message brokers are not supported yet"),
     "message-consumer": (U, "message consumers are not supported"),
     "pre-process": (U, "nvdspreprocess is not supported"),
@@ -421,6 +427,7 @@ class _Translator:
         self._sources(app)
         self._gies(app)
         self._tracker(app)
+        self._analytics(app)
         self._display(app)
         self._sinks(app)
         return Translation(self.config, self.path.resolve().parent, self.notes, self.honoured)
@@ -483,6 +490,10 @@ class _Translator:
                     source["drop_frame_interval"] = group.get_integer("drop-frame-interval")
                 if loop and not _is_network(uri):
                     source["loop"] = True
+                if "rtsp-reconnect-interval-sec" in group:
+                    source["stall_timeout_s"] = group.get_integer("rtsp-reconnect-interval-sec")
+                if "rtsp-reconnect-attempts" in group:
+                    source["reconnect_attempts"] = group.get_integer("rtsp-reconnect-attempts")
                 sources.append(source)
         if not sources:
             raise ConfigError("no enabled [sourceN] group that panoptes can read", app.name)
@@ -654,6 +665,18 @@ class _Translator:
 
     # -- tracking, display, sinks ---------------------------------------------------------------
 
+    def _analytics(self, app: KeyFile) -> None:
+        from panoptes.config.deepstream.nvdsanalytics import read_nvdsanalytics_config
+
+        group = app.get("nvds-analytics")
+        if group is None or not group.enabled:
+            return
+        self._account(group, "nvds-analytics")
+        if "config-file" not in group:
+            raise group.error("config-file", "nvdsanalytics needs its config-file")
+        rules = read_nvdsanalytics_config(_local(group.get_path("config-file")), notes=self.notes)
+        self.config["analytics"] = rules.model_dump(mode="json", exclude_defaults=True)
+
     def _tracker(self, app: KeyFile) -> None:
         group = app.get("tracker")
         if group is None or not group.enabled:
@@ -729,14 +752,28 @@ class _Translator:
                 sinks.append({"type": "fakesink", "name": group.name})
             elif kind == 3:
                 sinks.append(self._file_sink(group))
-            elif kind in (4, 6, 7):
-                what = {4: "RTSP streaming", 6: "message broker", 7: "nv3dsink"}[kind]
+            elif kind == 4:
+                sinks.append(self._rtsp_sink(group))
+            elif kind in (6, 7):
+                what = {6: "message broker", 7: "nv3dsink"}[kind]
                 self._note(
                     "unsupported", group.place("type"), f"type={kind} ({what}) is not supported yet"
                 )
             else:
                 raise group.error("type", f"unknown sink type {kind}; known: 1 to 7")
         self.config["sinks"] = sinks or [{"type": "fakesink"}]
+
+    def _rtsp_sink(self, group: Group) -> dict[str, Any]:
+        sink: dict[str, Any] = {"type": "rtsp", "name": group.name, "path": "/ds-test"}
+        sink["port"] = group.get_integer("rtsp-port", 8554)
+        if group.get_integer("codec", 1) != 1:
+            self._note("approximated", group.place("codec"), "RTSP output is H.264 (codec=1) only")
+        bitrate = group.get_integer("bitrate", 0)
+        if bitrate > 0:
+            sink["bitrate_kbps"] = max(1, bitrate // 1000)
+        if "iframeinterval" in group:
+            sink["gop"] = max(1, group.get_integer("iframeinterval"))
+        return sink
 
     def _file_sink(self, group: Group) -> dict[str, Any]:
         container = group.get_integer("container", 1)

@@ -1,0 +1,121 @@
+"""Prometheus metrics read from the pipeline at each scrape (``GET /metrics``).
+
+Each app has its own registry, so no state is shared between servers (or tests) through
+prometheus_client's global one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from panoptes.core.streams import StreamState
+from panoptes.server.streams import LATENCY_QUANTILES, StreamTable
+
+_STREAM_LABELS = ("source_id", "name")
+_ELEMENT_LABELS = ("element", "kind")
+
+
+class PipelineCollector(Collector):
+    """Per stream (labelled ``source_id`` and ``name``): frame rate, frame counters, state and
+    latency percentiles; per element (``element``, ``kind``): batches, busy seconds (for
+    ``infer`` elements, the inference time), queue depth and failures."""
+
+    def __init__(self, table: StreamTable) -> None:
+        self.table = table
+
+    def collect(self) -> Iterator[Metric]:
+        pipeline = self.table.pipeline
+        rows = self.table.rows()
+        fps = GaugeMetricFamily(
+            "panoptes_stream_fps",
+            "Frames out per second over the last few seconds.",
+            labels=_STREAM_LABELS,
+        )
+        counters = {
+            field: CounterMetricFamily(
+                f"panoptes_stream_{name}", documentation, labels=_STREAM_LABELS
+            )
+            for field, name, documentation in (
+                ("frames_out", "frames_out", "Frames that left the last processing element."),
+                ("frames_decoded", "frames_decoded", "Frames decoded by the source."),
+                ("dropped", "dropped_frames", "Frames a live stream dropped: pipeline behind."),
+                ("corrupt", "corrupt_frames", "Packets or images that failed to decode."),
+                ("errors", "errors", "Errors of the stream (failed opens, lost connections)."),
+                ("reconnects", "reconnects", "Times the stream was opened again."),
+            )
+        }
+        state = GaugeMetricFamily(
+            "panoptes_stream_state",
+            "1 for the stream's current state, 0 for the others.",
+            labels=(*_STREAM_LABELS, "state"),
+        )
+        latency = GaugeMetricFamily(
+            "panoptes_stream_latency_seconds",
+            "Capture-to-output latency over the stream's recent frames, by quantile.",
+            labels=(*_STREAM_LABELS, "quantile"),
+        )
+        for row in rows:
+            labels = [str(row.source_id), row.name]
+            if row.fps is not None:
+                fps.add_metric(labels, row.fps)
+            for field, family in counters.items():
+                family.add_metric(labels, getattr(row, field))
+            for value in StreamState:
+                state.add_metric([*labels, value.value], float(value.value == row.state))
+            if row.latency_s is not None:
+                for quantile in LATENCY_QUANTILES:
+                    key = f"p{round(quantile * 100)}"
+                    latency.add_metric([*labels, f"{quantile:g}"], row.latency_s[key])
+        yield fps
+        yield from counters.values()
+        yield state
+        yield latency
+        yield GaugeMetricFamily("panoptes_streams", "Streams listed.", value=len(rows))
+        yield GaugeMetricFamily(
+            "panoptes_pipeline_uptime_seconds",
+            "Seconds since the pipeline started.",
+            value=pipeline.elapsed_s(),
+        )
+        yield from _element_metrics(self.table)
+
+
+def _element_metrics(table: StreamTable) -> Iterator[Metric]:
+    batches = CounterMetricFamily(
+        "panoptes_element_batches", "Batches the element processed.", labels=_ELEMENT_LABELS
+    )
+    busy = CounterMetricFamily(
+        "panoptes_element_busy_seconds",
+        "Seconds the element spent processing (inference time for infer elements).",
+        labels=_ELEMENT_LABELS,
+    )
+    depth = GaugeMetricFamily(
+        "panoptes_element_queue_depth", "Batches waiting for the element.", labels=_ELEMENT_LABELS
+    )
+    failures = CounterMetricFamily(
+        "panoptes_element_failures", "Batches the element failed on.", labels=_ELEMENT_LABELS
+    )
+    for stats in table.pipeline.element_stats():
+        labels = [stats.name, stats.kind]
+        batches.add_metric(labels, stats.batches)
+        busy.add_metric(labels, stats.busy_s)
+        depth.add_metric(labels, stats.queue_depth)
+        failures.add_metric(labels, stats.failures)
+    yield from (batches, busy, depth, failures)
+
+
+def metrics_registry(table: StreamTable) -> CollectorRegistry:
+    """A registry of its own with the pipeline's metrics and the process's (resident memory,
+    open file descriptors, CPU seconds: prometheus_client's ``process_*`` metrics)."""
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(table))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry's metrics in Prometheus's text format."""
+    return generate_latest(registry)
