@@ -20,9 +20,14 @@ TEST_DEBS := ffmpeg:ffprobe gstreamer1.0-tools:gst-launch-1.0 \
 
 .PHONY: setup system-deps demo test test-all check bench clean
 
+# The tests run the GPU path's PyTorch code on the CPU: this machine's CPU build of torch is
+# installed first, so that the dev extra's range does not pull a CUDA build.
+TORCH ?= torch==2.13.0
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 

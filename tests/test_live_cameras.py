@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from cli_tools import PANOPTES
 from media.rtsp.fake_servers import broken_sdp_server, random_bytes_server
-
 from panoptes import Batch, Pipeline
 from panoptes.core.streams import StreamState
 

@@ -211,3 +211,34 @@ def test_the_documentation_table_is_the_translators() -> None:
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "deepstream.md").read_text()
     assert page.endswith(key_table_markdown())
+
+
+def test_smart_record_keys_become_the_record_section(tmp_path: Path) -> None:
+    clip = VIDEOS / "person-bicycle-car-detection.mp4"
+    (tmp_path / "app.txt").write_text(
+        "[source0]\nenable=1\ntype=3\nnum-sources=2\n"
+        f"uri=file://{clip}\n"
+        "smart-record=2\nsmart-rec-dir-path=clips\nsmart-rec-file-prefix=cam\n"
+        "smart-rec-container=1\nsmart-rec-cache=15\nsmart-rec-start-time=3\n"
+        "smart-rec-duration=8\nsmart-rec-interval=4\n"
+        "[source1]\nenable=1\ntype=2\n"
+        f"uri=file://{clip}\n"
+        "[source2]\nenable=1\ntype=2\nsmart-record=1\n"
+        f"uri=file://{clip}\n"
+        "[sink0]\nenable=1\ntype=1\n"
+    )
+    translation = translate_app_config(tmp_path / "app.txt")
+    assert translation.config["record"] == {
+        "sources": [0, 1, 3],
+        "dir": "clips",
+        "prefix": "cam",
+        "container": "mkv",
+        "cache_s": 15,
+        "after_s": 8,
+        "before_s": 3,
+        "min_interval_s": 4,
+    }
+    notes = [str(note) for note in translation.notes]
+    assert any("[source0] smart-record: approximated" in note for note in notes), notes
+    config, _ = load_config(tmp_path / "app.txt")
+    assert config.record is not None and config.record.sources == [0, 1, 3]

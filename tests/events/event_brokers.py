@@ -206,6 +206,8 @@ class MqttCollector:
         """Connect again and read what waited for it."""
         self._subscribed.clear()
         self.client.reconnect()
+        # loop_start makes a new wake-up socket pair; paho's loop_stop left the old one open.
+        self.client._reset_sockets(sockpair_only=True)
         self.client.loop_start()
         if not self._subscribed.wait(5):
             raise TimeoutError("the subscription was not acknowledged")

@@ -148,6 +148,64 @@ def test_a_pipeline_delivers_to_every_broker_what_jsonl_writes(
             assert [float(c) for c in corners] == pytest.approx(obj["bbox"], abs=0.06)
 
 
+@pytest.mark.slow
+def test_a_pipeline_run_through_a_broker_restart(tmp_path: Path) -> None:
+    """mosquitto stops (SIGTERM) at frame 150 of a run and starts again at frame 250; the
+    broker keeps sessions on disk and the subscriber, with a persistent session, stays away
+    until the run is over: every object the jsonl sink wrote arrives, in order."""
+    server = mosquitto_server(tmp_path / "mosquitto", persistent=True)
+    server.start()
+    collector = MqttCollector(server.port, "door/#", client_id="restart", clean_session=False)
+    bus = Bus()
+    pipeline = Pipeline(
+        {
+            "sources": [{"uri": str(CLIP), "name": "door", "max_frames": 400}],
+            "infer": [{"model": "yolox-nano"}],
+            "tracker": {"type": "bytetrack", "name": "tracker"},
+            "sinks": [
+                {"type": "jsonl", "path": "out/meta.jsonl"},
+                {
+                    "type": "mqtt",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "topic": "door/objects",
+                    "retry_max_s": 0.5,
+                },
+            ],
+            "perf": {"interval_s": 0},
+        },
+        base_dir=tmp_path,
+        bus=bus,
+    )
+
+    def restart_broker(batch: Any) -> None:
+        for frame in batch.frames:
+            if frame.frame_num == 150:
+                server.stop()
+                collector.pause()
+            elif frame.frame_num == 250:
+                server.start()
+
+    pipeline.add_probe("tracker", restart_broker)
+    try:
+        summary = pipeline.run()
+        collector.resume()
+        expected = jsonl_objects(tmp_path / "out" / "meta.jsonl")["door"]
+        deadline = time.monotonic() + 20
+        while len({p["id"] for p in collector.payloads()}) < len(expected):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        payloads = collector.payloads()
+    finally:
+        collector.close()
+        server.stop()
+    assert summary.ok, summary.errors
+    assert [(p["frame_num"], p["object"]) for p in first_seen(payloads)] == expected
+    warnings = [m.text for m in bus.history if m.type is MessageType.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("cannot deliver to the MQTT broker")
+
+
 def read_outbox(path: Path) -> list[str]:
     """Event ids in the outbox, oldest first (recovering what a killed process left)."""
     with sqlite3.connect(path) as connection:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +129,11 @@ def test_validate_checks_broker_sinks_without_touching_anything(tmp_path: Path) 
         "  - {type: redis, payload: deepstream-minimal, mode: events}\n"
         "  - {type: kafka, brokers: '127.0.0.1:9'}\n"
     )
-    started = time.monotonic()
     problems = check_config(config)
     assert len(problems) == 2, problems
     assert problems[0].startswith("sinks[0].ca_certs: no such file")
     assert problems[1].startswith("sinks[1].mode: DeepStream's minimal schema has no field")
-    assert not (tmp_path / "out").exists()  # no outbox made, no broker contacted
-    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists()  # no outbox made
 
 
 # -- DeepStream ------------------------------------------------------------------------------------

@@ -265,8 +265,8 @@ class RecordElement(Element):
                 reason=reason,
             )
         except RecordError:
-            # An unrecordable stream was reported once when it started; min_interval_s is
-            # what the user asked for. Counted either way.
+            # An unrecordable stream was reported once when it started; min_interval_s was
+            # asked for; an event older than the cache is a pipeline far behind. Counted.
             self.skipped += 1
             return None
 
@@ -298,6 +298,7 @@ class RecordElement(Element):
             "source": recording.source_name,
             "start_s": round(recording.start_s, 6),
             "end_s": round(recording.end_s, 6),
+            "duration_s": round(recording.duration_s, 6),
             "reasons": list(recording.reasons),
         }
         if recording.error is not None:

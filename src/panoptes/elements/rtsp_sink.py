@@ -133,8 +133,10 @@ class RtspSink(Element):
         mount = self._mounts.get(frame.source_id)
         if mount is not None:
             return mount, self._encoders[frame.source_id]
-        from panoptes.media.rtsp import H264Encoder
+        from panoptes.media.rtsp import H264Encoder, shared_server
 
+        if not self.server.running:  # another pipeline's sink on this port released it
+            self.server = shared_server(self.props.host, self.props.port)
         height, width = frame.image.shape[:2]
         encoder = H264Encoder(
             width,
@@ -188,6 +190,11 @@ class RtspSink(Element):
     def close(self) -> None:
         for source_id in list(getattr(self, "_mounts", ())):
             self._finish(source_id)
+        server = getattr(self, "server", None)
+        if server is not None and not server.paths:
+            # Nothing else is served on this port: free it (``panoptes validate`` builds this
+            # sink too, and a finished pipeline should not keep a port open).
+            server.stop()
 
 
 def _display_host(host: str) -> str:

@@ -7,6 +7,7 @@ messages, while the sender resends from the outbox, in order.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -97,6 +98,7 @@ class MqttTransport(Transport):
         try:
             client.connect(self.host, self.port, self.keepalive_s)
         except (OSError, ssl.SSLError) as error:
+            _close_sockets_of(error)
             self.close()
             raise BrokerUnavailable(f"cannot connect: {error}") from error
         deadline = time.monotonic() + self.connect_timeout_s
@@ -166,3 +168,14 @@ class MqttTransport(Transport):
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         self._acknowledged.append(mid)
+
+
+def _close_sockets_of(error: BaseException) -> None:
+    """Close the sockets a failed connection attempt left in its traceback: paho does not
+    close the socket of a failed TLS handshake, which is not yet the client's."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        for value in traceback.tb_frame.f_locals.values():
+            if isinstance(value, socket.socket):
+                value.close()
+        traceback = traceback.tb_next

@@ -137,6 +137,7 @@ class EventConverter:
         return messages
 
     def convert_frame(self, frame: Frame) -> list[EventMessage]:
+        """The messages of one frame (stream ends and terminated tracks come with batches)."""
         if self.mode == "events":
             return [self._event_message(frame, event) for event in frame.meta.events]
         if frame.frame_num % self.frame_interval:
@@ -157,10 +158,10 @@ class EventConverter:
         objects = frame.meta.objects
         if not len(objects):
             return []
-        rows = objects.to_dicts()
         due = self._due_rows(frame, objects.track_id)
         if not due:
             return []
+        rows = objects.to_dicts()
         boxes = objects.xyxy.tolist()
         timestamp = payloads.rfc3339_ms(frame.capture_time_s)
         messages = []

@@ -80,6 +80,8 @@ class Recording:
     packets: int
     reasons: tuple[str, ...]
     error: str | None = None
+    dropped: int = 0
+    """Packets left out because their timestamp went back (a glitch of the source)."""
 
     @property
     def duration_s(self) -> float:
@@ -154,6 +156,7 @@ class _Clip:
     output: Any = None
     out_stream: Any = None
     written: int = 0
+    dropped: int = 0
     last_dts: int | None = None
     end_ticks: int = 0
     error: str | None = None
@@ -645,7 +648,8 @@ class Recorder:
         for record in packets:
             dts = None if record.dts is None else record.dts - clip.origin
             if dts is not None and clip.last_dts is not None and dts <= clip.last_dts:
-                continue  # a muxer refuses a timestamp going back (a glitch of the source)
+                clip.dropped += 1  # a muxer refuses a timestamp going back
+                continue
             packet = av.Packet(record.data)
             packet.pts = record.pts - clip.origin
             packet.dts = dts
@@ -692,6 +696,7 @@ class Recorder:
             packets=clip.written,
             reasons=tuple(clip.reasons),
             error=clip.error,
+            dropped=clip.dropped,
         )
 
     def _call(self, callback: Callable[..., None] | None, *args: Any) -> None:

@@ -139,6 +139,20 @@ async def _json_body(request: Request, model: type[BaseModel] | TypeAdapter[Any]
         ) from None
 
 
+class RecordStart(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_id: int = Field(description="The stream to record.")
+    before_s: float | None = Field(None, ge=0, description="Seconds before now; default record's.")
+    after_s: float | None = Field(None, ge=0, description="Seconds after now; default record's.")
+
+
+class RecordStop(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_id: int = Field(description="The stream whose clip ends now.")
+
+
 # -- the app -------------------------------------------------------------------------------------
 
 
@@ -322,6 +336,34 @@ def create_app(pipeline: Pipeline, view: LiveView | None = None) -> FastAPI:
         )
 
     # -- health and metrics -----------------------------------------------------------------------
+
+    # -- smart recording ---------------------------------------------------------------------
+
+    def recorder() -> Any:
+        for stats in pipeline.element_stats():
+            if stats.kind == "record":
+                return pipeline.element(stats.name)
+        raise HTTPException(404, "this pipeline records nothing: add a `record:` section")
+
+    @app.post("/api/v1/record/start", summary="Record a clip of a stream (smart record)")
+    def record_start(body: RecordStart) -> dict[str, Any]:
+        from panoptes.media.recorder import RecordError
+
+        element = recorder()
+        try:
+            path = element.start(
+                body.source_id, before_s=body.before_s, after_s=body.after_s, reason="rest"
+            )
+        except RecordError as error:
+            raise HTTPException(409, str(error)) from None
+        return {"source_id": body.source_id, "path": str(path)}
+
+    @app.post("/api/v1/record/stop", summary="End a stream's clip now")
+    def record_stop(body: RecordStop) -> dict[str, Any]:
+        path = recorder().stop(body.source_id)
+        if path is None:
+            raise HTTPException(404, f"source {body.source_id} is not being recorded")
+        return {"source_id": body.source_id, "path": str(path)}
 
     @app.get("/api/v1/health", summary="Health")
     def health() -> dict[str, Any]:

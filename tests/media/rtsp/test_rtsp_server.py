@@ -370,6 +370,10 @@ def test_on_sent_reports_each_frame_sent(server: RtspServer) -> None:
     with pushing(mount), RawRtspClient(server.url("/cam", host="127.0.0.1")) as client:
         client.setup_and_play()
         read_access_units(client, 5)
+        # The callback follows the socket write: the client may read a frame before it runs.
+        deadline = time.monotonic() + 5
+        while len(sent) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert len(sent) >= 5
     assert all(sent_s >= capture_s for capture_s, sent_s in sent)
 

@@ -68,14 +68,19 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "select-rtp-protocol": (A, "RTSP over TCP (?transport=udp on the uri for UDP)"),
         "rtsp-reconnect-interval-sec": (H, "stall_timeout_s (0: the open timeout)"),
         "rtsp-reconnect-attempts": (H, "reconnect_attempts (-1: forever)"),
-        "smart-record": (U, "smart recording is not supported yet"),
-        "smart-rec-dir-path": (U, "smart recording is not supported yet"),
-        "smart-rec-file-prefix": (U, "smart recording is not supported yet"),
-        "smart-rec-cache": (U, "smart recording is not supported yet"),
-        "smart-rec-container": (U, "smart recording is not supported yet"),
-        "smart-rec-default-duration": (U, "smart recording is not supported yet"),
-        "smart-rec-duration": (U, "smart recording is not supported yet"),
-        "smart-rec-interval": (U, "smart recording is not supported yet"),
+        "smart-record": (
+            A,
+            "record.sources; clips start on analytics events, probe requests and "
+            "POST /api/v1/record/start (cloud messages are not read)",
+        ),
+        "smart-rec-dir-path": (H, "record.dir"),
+        "smart-rec-file-prefix": (H, "record.prefix"),
+        "smart-rec-cache": (H, "record.cache_s"),
+        "smart-rec-container": (H, "record.container (0 mp4, 1 mkv)"),
+        "smart-rec-default-duration": (H, "record.default_duration_s"),
+        "smart-rec-duration": (H, "record.after_s"),
+        "smart-rec-start-time": (H, "record.before_s"),
+        "smart-rec-interval": (H, "record.min_interval_s"),
         "camera-width": (U, "cameras (type 1, 5) are not supported"),
         "camera-height": (U, "cameras (type 1, 5) are not supported"),
         "camera-fps-n": (U, "cameras (type 1, 5) are not supported"),
@@ -484,6 +489,8 @@ class _Translator:
                 raise group.error("type", f"unknown source type {kind}; known: 1 to 5")
             uri = group.get_path("uri")
             count = group.get_integer("num-sources", 1) if kind == 3 else 1
+            if group.get_integer("smart-record", 0) > 0:
+                self._smart_record(group, list(range(len(sources), len(sources) + count)))
             for index in range(max(1, count)):
                 source: dict[str, Any] = {"uri": _local(_indexed(uri, index))}
                 if "drop-frame-interval" in group and group.get_integer("drop-frame-interval") > 1:
@@ -498,6 +505,36 @@ class _Translator:
         if not sources:
             raise ConfigError("no enabled [sourceN] group that panoptes can read", app.name)
         self.config["sources"] = sources
+
+    def _smart_record(self, group: Group, source_ids: list[int]) -> None:
+        """The ``record`` section from a source's smart-rec-* keys (the first such source's
+        settings; later sources add their ids)."""
+        record = self.config.get("record")
+        if record is not None:
+            record["sources"].extend(source_ids)
+            return
+        record = {"sources": source_ids}
+        if "smart-rec-dir-path" in group:
+            record["dir"] = group.get_string("smart-rec-dir-path")
+        if "smart-rec-file-prefix" in group:
+            record["prefix"] = group.get_string("smart-rec-file-prefix")
+        if "smart-rec-container" in group:
+            container = group.get_integer("smart-rec-container")
+            if container not in (0, 1):
+                raise group.error(
+                    "smart-rec-container", f"expected 0 (mp4) or 1 (mkv), not {container}"
+                )
+            record["container"] = "mkv" if container == 1 else "mp4"
+        for key, setting in (
+            ("smart-rec-cache", "cache_s"),
+            ("smart-rec-default-duration", "default_duration_s"),
+            ("smart-rec-duration", "after_s"),
+            ("smart-rec-start-time", "before_s"),
+            ("smart-rec-interval", "min_interval_s"),
+        ):
+            if key in group:
+                record[setting] = max(0, group.get_integer(key))
+        self.config["record"] = record
 
     # -- models ---------------------------------------------------------------------------------
 
