@@ -18,7 +18,7 @@ TEST_DEBS := ffmpeg:ffprobe gstreamer1.0-tools:gst-launch-1.0 \
 	gstreamer1.0-libav:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstlibav.so \
 	chromium:chromium mosquitto:mosquitto redis-server:redis-server
 
-.PHONY: setup system-deps demo test test-all check bench clean
+.PHONY: setup system-deps demo test test-all check bench soak clean
 
 # The tests run the GPU path's PyTorch code on the CPU: this machine's CPU build of torch is
 # installed first, so that the dev extra's range does not pull a CUDA build.
@@ -60,9 +60,16 @@ check: setup
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-bench: setup
+bench: setup system-deps
 	$(BIN)/python benchmarks/cpu_pipeline.py
 	$(BIN)/python benchmarks/display_pipeline.py
+	$(BIN)/python benchmarks/analytics.py
+	$(BIN)/python benchmarks/events.py
+	$(BIN)/python benchmarks/live_pipeline.py
+
+# Not part of bench: 30 minutes of four live cameras, checking that memory and descriptors stay flat.
+soak: setup
+	$(BIN)/python benchmarks/soak.py --streams 4 --duration-s 1800
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import shutil
 import socket
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     batches = make_batches(args.batches, args.streams, args.objects)
     events = args.batches * args.streams * args.objects
     print(f"{args.batches} batches of {args.streams} frames x {args.objects} objects", flush=True)
@@ -259,7 +261,8 @@ def main() -> None:
     result = {
         "benchmark": "events",
         "machine": {
-            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
             "platform": platform.platform(),
             "processor": platform.processor(),
             "python": platform.python_version(),

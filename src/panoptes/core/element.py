@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from panoptes.core.negotiation import CPU_ONLY
+
 if TYPE_CHECKING:
     from panoptes.core.bus import Bus
     from panoptes.core.frame import Batch
@@ -50,6 +52,20 @@ class Element:
     is_sink: ClassVar[bool] = False
     takes_video: ClassVar[bool] = False
     """A video sink (file, RTSP): fed after the tiler and osd, which run only when one exists."""
+    memory: ClassVar[frozenset[str]] = CPU_ONLY
+    """The kinds of memory whose frames this element takes (see :mod:`panoptes.core.negotiation`):
+    ``{"cpu"}``, numpy BGR images, by default; ``{"cuda"}`` for device tensors only; both
+    (``ANY_MEMORY``) for an element that handles either, or reads no pixels at all (metadata
+    sinks, the tracker, analytics), so that no download is inserted before it. Where frames
+    may arrive in another kind, the pipeline inserts a converter before the element at build."""
+    output_memory: ClassVar[str | None] = None
+    """The kind of memory of the images this element puts out, when it replaces them with new
+    ones in a kind of its own (a converter); None: frames leave in the memory they came in."""
+
+    def input_memory(self) -> frozenset[str]:
+        """The kinds of memory this element takes, once built: :attr:`memory` unless its
+        properties decide (an ``infer`` whose backend takes numpy arrays or device tensors)."""
+        return self.memory
 
     @property
     def preferred_batch(self) -> int:

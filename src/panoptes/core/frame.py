@@ -12,20 +12,44 @@ from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import FrameMeta, Objects, RecordingRequest
 
 if TYPE_CHECKING:
+    import torch
+
     from panoptes.tracking import FinishedTrack
 
 TILED_SOURCE_ID = -1
 """``source_id`` of the frames a tiler makes from several streams."""
 
 
+def image_size_wh(image: object) -> tuple[int, int]:
+    """(width, height) of the picture in ``image``, in any of a frame's forms: numpy HWC, a
+    tensor RGB ``[3, H, W]``, or an NV12 tensor ``[H * 3 / 2, W]``."""
+    shape = tuple(getattr(image, "shape", ()))
+    if isinstance(image, np.ndarray):
+        return int(shape[1]), int(shape[0])
+    if len(shape) == 2:
+        return int(shape[1]), int(shape[0]) * 2 // 3
+    return int(shape[2]), int(shape[1])
+
+
 @dataclass
 class Frame:
     """One decoded picture of one stream.
 
-    ``image`` holds the pixels as they are now (HWC uint8 BGR on the CPU; after the mux, at the
-    mux's resolution). ``size_wh`` is the original frame's size and ``transform`` maps original
-    pixels to ``image`` pixels, so metadata always speaks in original-frame coordinates whatever
-    resolution the pixels travel at.
+    ``image`` holds the pixels as they are now (after the mux, at the mux's resolution), in one
+    of two kinds of memory (see :mod:`panoptes.core.negotiation`):
+
+    - ``cpu``: a numpy HWC uint8 BGR array, the only form elements that take ``cpu`` memory
+      (the default, and what the static type says) ever see: the pipeline inserts a download
+      before them;
+    - ``cuda``: a torch uint8 tensor on the device of the hardware decoder that made it, RGB
+      ``[3, H, W]`` after the mux (often a view into one ``[N, 3, H, W]`` tensor holding the
+      whole batch), NV12 ``[H * 3 / 2, W]`` between the source and the mux. Elements that take
+      ``cuda`` memory read it through :attr:`tensor`; :meth:`image_bgr` gives numpy BGR from
+      either kind.
+
+    ``size_wh`` is the original frame's size and ``transform`` maps original pixels to ``image``
+    pixels, so metadata always speaks in original-frame coordinates whatever resolution the
+    pixels travel at.
     """
 
     source_id: int
@@ -40,11 +64,41 @@ class Frame:
     meta: FrameMeta = field(default_factory=FrameMeta)
     fps: float | None = None
     """The stream's nominal frame rate, when its source knows it (video sinks use it)."""
+    color_space: str | None = None
+    """For an NV12 image: the colour matrix and range it converts to RGB with (``bt709``,
+    ``bt601-full``...; see :mod:`panoptes.media.gpu_image`); None for RGB and BGR images."""
 
     @property
     def objects(self) -> Objects:
         """Shortcut for ``meta.objects``."""
         return self.meta.objects
+
+    @property
+    def memory(self) -> str:
+        """``"cpu"`` when ``image`` is a numpy array, ``"cuda"`` when it is a device tensor."""
+        return "cpu" if isinstance(self.image, np.ndarray) else "cuda"
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """``image`` as the device tensor it is (uint8 RGB ``[3, H, W]`` after the mux).
+        Raises TypeError for a numpy image: test :attr:`memory` first."""
+        if isinstance(self.image, np.ndarray):
+            raise TypeError(f"frame {self.frame_num} of {self.source_name!r} is in cpu memory")
+        tensor: torch.Tensor = self.image
+        return tensor
+
+    def image_bgr(self) -> np.ndarray:
+        """The pixels as a numpy HWC uint8 BGR array whatever memory they are in: ``image``
+        itself on the CPU, a downloaded copy of a device tensor (a slow path, for elements that
+        read pixels now and then, such as probes)."""
+        if isinstance(self.image, np.ndarray):
+            return self.image
+        from panoptes.media.gpu_image import nv12_to_rgb, to_bgr_images
+
+        image = self.tensor
+        if image.ndim == 2:  # NV12, before the mux
+            image = nv12_to_rgb(image, self.color_space or "bt601")
+        return to_bgr_images([image])[0]
 
     def request_snapshot(self) -> None:
         """Have every ``snapshot`` sink save this frame (as well as its every-N-frames ones)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
@@ -53,15 +53,45 @@ class InferProperties(ElementProperties):
         "yolox-nano",
         description="A model-zoo name (see `panoptes models list`) or a path to an .onnx file.",
     )
-    backend: Literal["onnxruntime"] = Field("onnxruntime", description="Inference backend.")
-    device: Literal["cpu", "cuda", "tensorrt"] = Field(
-        "cpu", description="onnxruntime execution provider; cuda and tensorrt need onnxruntime-gpu."
+    backend: Literal["onnxruntime", "torch"] = Field(
+        "onnxruntime",
+        description="Inference backend: onnxruntime, or torch (the ONNX model converted for "
+        "PyTorch with onnx2torch, cached in the panoptes cache folder; pre-processing, decoding "
+        "and NMS run where the model runs; pip install 'panoptes[gpu]').",
     )
+    device: Literal["cpu", "cuda", "tensorrt"] = Field(
+        "cpu",
+        description="Where the model runs: cpu; cuda (backend torch, or onnxruntime's CUDA "
+        "provider, which needs onnxruntime-gpu); tensorrt (onnxruntime's TensorRT provider, "
+        "engines cached in the panoptes cache folder).",
+    )
+    precision: Literal["fp32", "fp16"] = Field(
+        "fp32",
+        description="Arithmetic precision; fp16 with backend torch on cuda, or with device "
+        "tensorrt.",
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="backend torch: the fixed batch the model runs, smaller batches padded "
+        "(nvinfer batch-size); default the mux's batch_size, else the number of sources.",
+    )
+    cuda_graphs: bool | None = Field(
+        None,
+        description="backend torch on cuda: replay the model from a CUDA graph captured after "
+        "warm-up, one launch per batch; default on (off, with a warning, if capture fails).",
+    )
+    compile: bool = Field(
+        False,
+        description="backend torch: run the model through torch.compile (slow first start; the "
+        "compiled kernels are cached).",
+    )
+    gpu_id: int = Field(0, ge=0, description="The GPU to run on (device cuda or tensorrt).")
     instances: int | None = Field(
         None,
         ge=1,
         description="Copies of the model sharing each batch, one thread each by default; "
-        "default min(4, cores). A classifier runs one copy.",
+        "default min(4, cores), backend torch 1. A classifier runs one copy.",
     )
     threads: int | None = Field(
         None,
@@ -164,6 +194,62 @@ class InferProperties(ElementProperties):
         "fifth; in between its last results are attached (secondary-reinfer-interval). Default: "
         "every object on every frame.",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device_of_backend(cls, value: str, info: ValidationInfo) -> str:
+        if value == "tensorrt" and info.data.get("backend") == "torch":
+            raise ValueError(
+                "tensorrt is onnxruntime's TensorRT provider; backend torch runs on cpu or cuda"
+            )
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_on_device(cls, value: str, info: ValidationInfo) -> str:
+        backend, device = info.data.get("backend"), info.data.get("device")
+        if value == "fp16" and device == "cpu":
+            raise ValueError(
+                "fp16 runs on a GPU only: set device cuda (backend torch) or tensorrt, or "
+                "precision fp32"
+            )
+        if value == "fp16" and backend == "onnxruntime" and device == "cuda":
+            raise ValueError(
+                "onnxruntime's CUDA provider runs a model in its own precision: for fp16 use "
+                "device tensorrt or backend torch"
+            )
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_for_torch(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("backend") != "torch":
+            raise ValueError(
+                "onnxruntime runs the model's own batch size (a dynamic one takes the whole "
+                "batch): leave batch_size out, or use backend torch"
+            )
+        return value
+
+    @field_validator("cuda_graphs")
+    @classmethod
+    def _cuda_graphs_on_cuda(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value and (info.data.get("backend") != "torch" or info.data.get("device") != "cuda"):
+            raise ValueError("CUDA graphs are for backend torch on device cuda")
+        return value
+
+    @field_validator("compile")
+    @classmethod
+    def _compile_for_torch(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("backend") != "torch":
+            raise ValueError("compile is for backend torch (torch.compile)")
+        return value
+
+    @field_validator("gpu_id")
+    @classmethod
+    def _gpu_id_on_gpu(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("device") == "cpu":
+            raise ValueError("gpu_id is for device cuda or tensorrt; this model runs on the cpu")
+        return value
 
     @field_validator("class_thresholds")
     @classmethod
@@ -325,7 +411,8 @@ class Infer(Element):
         if props.network_type == "other" and props.process_mode == "secondary":
             # Crops are stretched, as for classifiers; no detector family says otherwise.
             overrides.setdefault("keep_ratio", False)
-        instances = props.instances or default_instances()
+        # One torch model takes the whole batch: on a GPU, copies side by side only compete.
+        instances = props.instances or (1 if props.backend == "torch" else default_instances())
         threads = props.threads or max(1, (os.cpu_count() or 1) // instances)
         self.detector = DetectorPool(
             props.model,
@@ -333,6 +420,7 @@ class Infer(Element):
             base_dir=self.context.base_dir,
             backend=props.backend,
             providers=self._providers(),
+            backend_options=self._backend_options(),
             threads=threads,
             parser="none" if props.network_type == "other" else props.parser,
             preprocess=overrides or None,
@@ -348,6 +436,11 @@ class Infer(Element):
         from panoptes.models.classifier import Classifier
 
         props = self.props
+        if props.backend != "onnxruntime":
+            raise ConfigError(
+                f"backend {props.backend} runs detectors; classifiers run on onnxruntime",
+                "backend",
+            )
         overrides = props.preprocess.model_dump(exclude_none=True)
         # One session: the crops of a whole batch make a large enough batch for its threads.
         self.classifier = Classifier(
@@ -361,7 +454,34 @@ class Infer(Element):
         )
 
     def _providers(self) -> list[str] | None:
+        if self.props.backend != "onnxruntime":
+            return None
         return {"cpu": None, "cuda": ["cuda"], "tensorrt": ["tensorrt"]}[self.props.device]
+
+    def _backend_options(self) -> dict[str, Any]:
+        props = self.props
+        if props.backend == "torch":
+            return {
+                "device": props.device,
+                "precision": props.precision,
+                "batch_size": self._torch_batch_size(),
+                "cuda_graphs": props.cuda_graphs,
+                "compile": props.compile,
+                "gpu_id": props.gpu_id,
+                "input_size_wh": props.preprocess.input_size_wh,
+            }
+        if props.device == "cpu":
+            return {}
+        return {"gpu_id": props.gpu_id, "precision": props.precision}
+
+    def _torch_batch_size(self) -> int:
+        """The fixed batch of a torch model: its own setting, else the mux's batch size, else
+        one frame per source (the mux's default)."""
+        if self.props.batch_size is not None:
+            return self.props.batch_size
+        config = getattr(self.context, "config", None)
+        mux_batch = getattr(getattr(config, "mux", None), "batch_size", 0)
+        return int(mux_batch or len(getattr(config, "sources", None) or []) or 1)
 
     def _labels(self) -> Any:
         labels: Any = self.props.labels
@@ -401,10 +521,13 @@ class Infer(Element):
 
     @property
     def preferred_batch(self) -> int:
-        """One frame per model instance at least, so that every instance has work (a secondary
-        model's batch is the crops, whatever the frames)."""
+        """One frame per model instance at least, so that every instance has work, and a torch
+        model's whole fixed batch (a secondary model's batch is the crops, whatever the
+        frames)."""
         if self.props.process_mode == "secondary" or self.detector is None:
             return 1
+        if self.props.backend == "torch":
+            return int(self.detector.batch_size or 1)
         return int(self.detector.instances)
 
     def _due(self, frame: Frame) -> bool:

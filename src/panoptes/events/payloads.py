@@ -108,6 +108,23 @@ class Scene:
     sensors: Mapping[int, Sensor] = field(default_factory=dict)
     places: Mapping[int, Place] = field(default_factory=dict)
     analytics: Mapping[int, AnalyticsModule] = field(default_factory=dict)
+    _dicts: dict[tuple[int, str], tuple[dict[str, Any], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Per stream, its place, sensor and module as JSON-ready dicts, made once: every message
+    of the full schema carries them. They are only read."""
+
+    def dicts(self, frame: Frame) -> tuple[dict[str, Any], ...]:
+        """(place, sensor, analyticsModule) of the full schema for ``frame``'s stream."""
+        key = (frame.source_id, frame.source_name)
+        found = self._dicts.get(key)
+        if found is None:
+            found = self._dicts[key] = (
+                self.place(frame.source_id).to_dict(),
+                self.sensor(frame).to_dict(),
+                self.module(frame.source_id).to_dict(),
+            )
+        return found
 
     def sensor(self, frame: Frame) -> Sensor:
         return self.sensors.get(frame.source_id) or Sensor(id=frame.source_name)
@@ -221,13 +238,14 @@ def deepstream_full(
     event: dict[str, Any],
 ) -> dict[str, Any]:
     """nvmsgconv's full schema (``msg-conv-payload-type=0``), one object per message."""
+    place, sensor, module = scene.dicts(frame)
     return {
         "messageid": event_id,
         "mdsversion": "1.0",
         "@timestamp": timestamp,
-        "place": scene.place(frame.source_id).to_dict(),
-        "sensor": scene.sensor(frame).to_dict(),
-        "analyticsModule": scene.module(frame.source_id).to_dict(),
+        "place": place,
+        "sensor": sensor,
+        "analyticsModule": module,
         "object": obj,
         "event": event,
         "videoPath": "",

@@ -12,20 +12,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from panoptes.core.errors import SourceError
-
-#: Makes the BGR image of a decoded frame on demand, so that frames dropped by
-#: ``drop_frame_interval`` never pay for the colour conversion. ``None`` means the frame turned
-#: out to be unreadable (it is counted in ``corrupt_frames`` and skipped).
-ImageMaker = Callable[[], "np.ndarray | None"]
+from panoptes.core.negotiation import CPU_ONLY
 
 if TYPE_CHECKING:
     import av.packet
     import av.video.stream
+    import torch
+
+#: The pixels of a decoded frame: a numpy HWC uint8 BGR array from the CPU decoders, or an NV12
+#: uint8 tensor ``[H * 3 / 2, W]`` on the GPU from the hardware decoder (see ``_nvdec``).
+Image: TypeAlias = "np.ndarray | torch.Tensor"
+
+#: Makes the image of a decoded frame on demand, so that frames dropped by
+#: ``drop_frame_interval`` never pay for the colour conversion (or the copy out of the hardware
+#: decoder's buffers). ``None`` means the frame turned out to be unreadable (it is counted in
+#: ``corrupt_frames`` and skipped).
+ImageMaker = Callable[[], "Image | None"]
 
 #: Receives each demuxed video packet, still compressed, in the source's thread before it is
 #: decoded (smart recording keeps them), with the offset in seconds that puts the packet on the
@@ -39,16 +46,20 @@ class DecodedFrame:
     """One frame out of a reader.
 
     Attributes:
-        image: HWC uint8 BGR array of shape (height, width, 3).
+        image: HWC uint8 BGR array of shape (height, width, 3); from the hardware decoder, an
+            NV12 uint8 tensor of shape (height * 3 / 2, width) on its GPU, owned by the frame.
         pts_s: presentation time in seconds; keeps increasing across loops. ``None`` only when
             the source carries no timestamps and has no known frame rate.
         index: index of this output frame since the reader was opened, from 0, consecutive
             (frames dropped by ``drop_frame_interval`` take no index); keeps counting across loops.
+        color_space: for an NV12 image, the colour matrix and range of its conversion to RGB
+            (``bt709``, ``bt601-full``, ...: see ``panoptes.media.gpu_image``); None for BGR.
     """
 
-    image: np.ndarray
+    image: Image
     pts_s: float | None
     index: int
+    color_space: str | None = None
 
 
 class RealTimePacer:
@@ -110,6 +121,14 @@ class BaseReader:
         self.is_live = False
         self.is_network = False
         self.corrupt_frames = 0
+        self.memory: frozenset[str] = CPU_ONLY
+        """The kinds of memory its frames may come in (see ``panoptes.core.negotiation``)."""
+        self.tensor_device: str | None = None
+        """The torch device of its tensor frames (``cuda:0``), for a reader that makes them."""
+        self.warnings: list[str] = []
+        """Things the pipeline should say on its bus (a fallback to CPU decoding), taken off
+        as they are posted."""
+        self._color_space: str | None = None
         self._loop = loop
         self._real_time = real_time
         self._drop_frame_interval = drop_frame_interval
@@ -218,7 +237,12 @@ class BaseReader:
                             time.sleep(delay_s)
                         elif stop.wait(delay_s):
                             return
-                yield DecodedFrame(image=image, pts_s=pts_s, index=self._next_index)
+                yield DecodedFrame(
+                    image=image,
+                    pts_s=pts_s,
+                    index=self._next_index,
+                    color_space=self._color_space,
+                )
                 self._next_index += 1
             if not self._loop or self.is_live:
                 return

@@ -89,6 +89,10 @@ class Detector:
     :class:`PreprocessSpec`. ``labels`` are names, or a labels file; when None they come from the
     model's metadata, else COCO-80 for an 80-class model. ``threshold`` is the minimum confidence,
     ``class_thresholds`` overrides it per class id; ``nms_iou`` and ``topk`` bound what is kept.
+    ``backend_options`` go to the backend besides ``providers`` and ``threads`` (backend torch:
+    ``device``, ``precision``, ``batch_size``, ``cuda_graphs``, ``compile``, ``gpu_id``...). A
+    backend that runs on a device (backend torch) gets the four stages run there, and only the
+    kept boxes come back to the host (see :class:`~panoptes.models.gpu.pipeline.DevicePipeline`).
 
     Not thread-safe: its buffers are reused from call to call.
     """
@@ -109,6 +113,7 @@ class Detector:
         nms_iou: float = 0.45,
         topk: int = 300,
         class_agnostic_nms: bool = False,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         class_thresholds = dict(class_thresholds or {})
         for place, value in [("threshold", threshold), ("nms_iou", nms_iou)] + [
@@ -119,10 +124,21 @@ class Detector:
         if topk < 1:
             raise ConfigError(f"must be at least 1, got {topk}", "topk")
 
+        self._filter_options: dict[str, Any] = {
+            "threshold": threshold,
+            "class_thresholds": class_thresholds,
+            "nms_iou": nms_iou,
+            "topk": topk,
+            "class_agnostic": class_agnostic_nms,
+        }
         resolved = resolve_model(str(model), base_dir=base_dir)
         self.model_path: Path = resolved.path
         self._backend: Backend = load_backend(
-            backend, self.model_path, providers=providers, threads=threads
+            backend,
+            self.model_path,
+            providers=providers,
+            threads=threads,
+            **dict(backend_options or {}),
         )
         try:
             self._build(
@@ -135,13 +151,6 @@ class Detector:
         except BaseException:
             self._backend.close()
             raise
-        self._filter_options: dict[str, Any] = {
-            "threshold": threshold,
-            "class_thresholds": class_thresholds,
-            "nms_iou": nms_iou,
-            "topk": topk,
-            "class_agnostic": class_agnostic_nms,
-        }
 
     def _build(
         self,
@@ -196,6 +205,18 @@ class Detector:
             output_names=tuple(name for name, _ in output_shapes),
             metadata=dict(metadata),
         )
+        self._device_path: Any = None
+        if hasattr(self._backend, "run_device"):
+            from panoptes.models.gpu.pipeline import DevicePipeline
+
+            self._device_path = DevicePipeline(
+                self._backend,  # type: ignore[arg-type]
+                self.preprocess,
+                self.parser_name,
+                self._parser,
+                self._context,
+                self._filter_options,
+            )
 
     def _labels(
         self,
@@ -227,35 +248,50 @@ class Detector:
         """Detect objects in BGR HWC uint8 ``images``: one result per image, in the same order.
 
         A model with a dynamic batch dimension runs all the images in one call; a fixed batch
-        runs them in chunks of that size (the last one padded with blank frames).
+        runs them in chunks of that size (the last one padded with blank frames). On a device
+        backend the images may also be uint8 [H, W, 3] BGR tensors (on that device or not).
         """
         results: list[DetectorResult] = []
         step = self.batch_size or max(1, len(images))
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
-            batch, letterboxes = self._preprocessor(chunk)
-            if self.batch_size is not None and len(chunk) < self.batch_size:
-                blank = np.zeros((self.batch_size - len(chunk), *batch.shape[1:]), np.float32)
-                batch = np.concatenate([batch, blank])
-            outputs = self._backend.run(batch)
-            candidates = self._parser(outputs, self._context)
-            if len(candidates) < len(chunk):
-                raise ModelError(
-                    f"parser {self.parser_name} returned {len(candidates)} results for a batch "
-                    f"of {len(chunk)} images"
-                )
+            if self._device_path is not None:
+                kept, letterboxes, outputs = self._device_path(chunk, keep_tensors=keep_tensors)
+                rows = len(chunk)
+            else:
+                kept, letterboxes, outputs, rows = self._detect_on_host(chunk)
             for index, (image, letterbox) in enumerate(zip(chunk, letterboxes, strict=True)):
-                kept = filter_candidates(candidates[index], **self._filter_options)
                 tensors = None
-                if keep_tensors:
+                if keep_tensors and outputs is not None:
                     tensors = {
-                        name: array[index] if array.ndim and len(array) == len(batch) else array
+                        name: array[index] if array.ndim and len(array) == rows else array
                         for name, array in outputs.items()
                     }
                 results.append(
-                    DetectorResult(_to_image(kept, letterbox, image.shape), letterbox, tensors)
+                    DetectorResult(
+                        _to_image(kept[index], letterbox, image.shape), letterbox, tensors
+                    )
                 )
         return results
+
+    def _detect_on_host(
+        self, chunk: Sequence[np.ndarray]
+    ) -> tuple[list[Candidates], list[Letterbox], dict[str, np.ndarray], int]:
+        """The four stages on the CPU: kept candidates and letterbox per image, the raw outputs,
+        and the rows the model ran (the chunk, padded to a fixed batch)."""
+        batch, letterboxes = self._preprocessor(chunk)
+        if self.batch_size is not None and len(chunk) < self.batch_size:
+            blank = np.zeros((self.batch_size - len(chunk), *batch.shape[1:]), np.float32)
+            batch = np.concatenate([batch, blank])
+        outputs = self._backend.run(batch)
+        candidates = self._parser(outputs, self._context)
+        if len(candidates) < len(chunk):
+            raise ModelError(
+                f"parser {self.parser_name} returned {len(candidates)} results for a batch "
+                f"of {len(chunk)} images"
+            )
+        kept = [filter_candidates(candidates[i], **self._filter_options) for i in range(len(chunk))]
+        return kept, letterboxes, outputs, len(batch)
 
     def run_tensors(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model alone on an NCHW float32 ``batch``: its raw outputs by name."""

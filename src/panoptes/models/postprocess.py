@@ -39,12 +39,14 @@ def filter_candidates(
         return candidates.take(passed[order])
     xyxy = candidates.xyxy[passed]
     # OpenCV takes (x, y, w, h) boxes and returns the kept indices sorted by falling score. Its
-    # stubs ask for sequences; numpy arrays are what it reads fastest.
+    # stubs ask for sequences; numpy arrays are what it reads fastest. Its top_k keeps the best
+    # candidates *before* suppression, which would lose objects behind a crowd of overlapping
+    # boxes: top-k is taken after it instead.
     xywh: Any = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
     scores: Any = candidates.confidence[passed]
     if class_agnostic:
-        kept = cv2.dnn.NMSBoxes(xywh, scores, 0.0, nms_iou, top_k=topk)
+        kept = cv2.dnn.NMSBoxes(xywh, scores, 0.0, nms_iou)
     else:
         class_ids: Any = candidates.class_id[passed]
-        kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids, 0.0, nms_iou, top_k=topk)
+        kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids, 0.0, nms_iou)
     return candidates.take(passed[np.asarray(kept, dtype=np.intp).reshape(-1)][:topk])

@@ -90,7 +90,7 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
     },
     "sink": {
         "enable": (H, "a sink per enabled group"),
-        "type": (H, "1 fakesink, 3 file, 4 RTSP; 2 and 5 (screens) become a fakesink; 6 not yet"),
+        "type": (H, "1 fakesink, 3 file, 4 RTSP, 6 message broker; 2, 5 become a fakesink"),
         "output-file": (H, "file sink path (relative to the working folder, as DeepStream)"),
         "container": (H, "1 mp4, 2 mkv: the file's extension"),
         "codec": (H, "1 h264, 2 h265"),
@@ -109,12 +109,19 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "rtsp-port": (H, "rtsp sink port (served at /ds-test)"),
         "udp-port": (A, "RTP leaves from the RTSP server's own ports"),
         "udp-buffer-size": (A, "RTP leaves from the RTSP server's own ports"),
-        "msg-conv-config": (U, "message brokers are not supported yet"),
-        "msg-conv-payload-type": (U, "message brokers are not supported yet"),
-        "msg-broker-proto-lib": (U, "message brokers are not supported yet"),
-        "msg-broker-conn-str": (U, "message brokers are not supported yet"),
-        "msg-broker-config": (U, "message brokers are not supported yet"),
-        "topic": (U, "message brokers are not supported yet"),
+        "msg-conv-config": (H, "broker sink msg_conv_config (sensors, places, modules)"),
+        "msg-conv-payload-type": (H, "broker sink payload: 0 deepstream-full, 1 minimal"),
+        "msg-conv-frame-interval": (H, "broker sink frame_interval"),
+        "msg-broker-proto-lib": (H, "the sink's kind: the MQTT, Kafka or Redis adaptor"),
+        "msg-broker-conn-str": (H, "broker host and port (brokers for Kafka, url for Redis)"),
+        "msg-broker-config": (H, "the adaptor's [message-broker] settings"),
+        "topic": (H, "broker sink topic (Redis: stream)"),
+        "msg-conv-msg2p-lib": (A, "payloads are made by panoptes' own converter"),
+        "msg-conv-comp-id": (A, "events come from every model"),
+        "msg-broker-comp-id": (A, "events come from every model"),
+        "msg-conv-msg2p-new-api": (A, "events come from the frame and object metadata"),
+        "new-api": (A, "events come from the frame and object metadata"),
+        "disable-msgconv": (A, "[message-converter] settings fill the keys the sink lacks"),
         "display-id": (U, "no screen output"),
         "overlay-id": (U, "no screen output"),
         "offset-x": (U, "no screen output"),
@@ -283,7 +290,7 @@ GROUPS: dict[str, tuple[Status, str]] = {
     "secondary-gie": (H, "infer elements in secondary mode"),
     "tracker": (H, "tracker"),
     "nvds-analytics": (H, "analytics (its config_nvdsanalytics.txt read as it is)"),
-    "message-converter": (U, "message brokers are not supported yet"),
+    "message-converter": (A, "its settings fill the keys a type=6 sink lacks"),
     "message-consumer": (U, "message consumers are not supported"),
     "pre-process": (U, "nvdspreprocess is not supported"),
     "img-save": (U, "use a snapshot sink"),
@@ -791,14 +798,55 @@ class _Translator:
                 sinks.append(self._file_sink(group))
             elif kind == 4:
                 sinks.append(self._rtsp_sink(group))
-            elif kind in (6, 7):
-                what = {6: "message broker", 7: "nv3dsink"}[kind]
+            elif kind == 6:
+                sinks.append(self._broker_sink(group, app.get("message-converter")))
+            elif kind == 7:
+                what = "nv3dsink"
                 self._note(
                     "unsupported", group.place("type"), f"type={kind} ({what}) is not supported yet"
                 )
             else:
                 raise group.error("type", f"unknown sink type {kind}; known: 1 to 7")
         self.config["sinks"] = sinks or [{"type": "fakesink"}]
+
+    def _broker_sink(self, group: Group, converter: Group | None) -> dict[str, Any]:
+        """A type=6 sink: nvmsgconv + nvmsgbroker become one broker sink."""
+        from panoptes.events.deepstream import sink_from_deepstream
+
+        def setting(key: str) -> Group | None:
+            if key in group:
+                return group
+            if converter is not None and converter.enabled and key in converter:
+                return converter
+            return None
+
+        def path(key: str) -> str | None:
+            source = setting(key)
+            return None if source is None else _local(source.get_path(key))
+
+        def integer(key: str) -> int | None:
+            source = setting(key)
+            return None if source is None else source.get_integer(key)
+
+        if "msg-broker-proto-lib" not in group:
+            raise group.error("msg-broker-proto-lib", "a type=6 sink needs its broker adaptor")
+        try:
+            made = sink_from_deepstream(
+                group.get_string("msg-broker-proto-lib"),
+                group.get_string("msg-broker-conn-str") if "msg-broker-conn-str" in group else None,
+                group.get_string("topic") if "topic" in group else None,
+                integer("msg-conv-payload-type") or 0,
+                broker_config=path("msg-broker-config"),
+                conv_config=path("msg-conv-config"),
+                frame_interval=integer("msg-conv-frame-interval"),
+                name=group.name,
+            )
+        except ConfigError as error:
+            key = error.place if error.place in group else "msg-broker-proto-lib"
+            raise group.error(key, error.reason) from error
+        for key, reason in made.ignored:
+            self._note("approximated", group.place(key) if key in group else group.place(), reason)
+        return made.properties
 
     def _rtsp_sink(self, group: Group) -> dict[str, Any]:
         sink: dict[str, Any] = {"type": "rtsp", "name": group.name, "path": "/ds-test"}

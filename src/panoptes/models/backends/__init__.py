@@ -1,4 +1,4 @@
-"""Inference backends: one small interface in front of onnxruntime (and whatever comes next).
+"""Inference backends: one small interface in front of onnxruntime, PyTorch (and what comes next).
 
 A backend is named in :data:`BACKENDS` by a ``"module:Class"`` string that is imported only when
 asked for, so an optional runtime costs nothing until a model uses it.
@@ -46,7 +46,11 @@ class Backend(Protocol):
 #: Backend names to the ``"module:Class"`` that implements them.
 BACKENDS: dict[str, str] = {
     "onnxruntime": "panoptes.models.backends.onnxruntime:OnnxRuntimeBackend",
+    "torch": "panoptes.models.backends.pytorch:TorchBackend",
 }
+
+# The pip packages a backend needs beyond panoptes' own dependencies.
+_BACKEND_PACKAGES = {"torch": "torch and onnx2torch (pip install 'panoptes[gpu]')"}
 
 
 def load_backend(name: str, path: str | Path, **options: Any) -> Backend:
@@ -58,6 +62,11 @@ def load_backend(name: str, path: str | Path, **options: Any) -> Backend:
             f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}"
         ) from None
     module_name, _, class_name = target.partition(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        needed = _BACKEND_PACKAGES.get(name, "its package")
+        raise ModelError(f"backend {name} needs {needed}: {error}") from error
+    backend_class = getattr(module, class_name)
     backend: Backend = backend_class(path, **options)
     return backend

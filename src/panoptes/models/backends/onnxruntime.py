@@ -13,7 +13,13 @@ import onnxruntime as ort
 from panoptes.core.errors import ModelError, ModelNotFoundError
 from panoptes.models.backends import TensorInfo
 
-__all__ = ["PROVIDER_NAMES", "OnnxRuntimeBackend", "tensorrt_cache_dir"]
+__all__ = [
+    "PROVIDER_NAMES",
+    "OnnxRuntimeBackend",
+    "execution_providers",
+    "provider_options",
+    "tensorrt_cache_dir",
+]
 
 #: Short provider names accepted besides onnxruntime's own (``CUDAExecutionProvider``...).
 PROVIDER_NAMES = {
@@ -48,11 +54,13 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
-def tensorrt_cache_dir() -> Path:
-    """Where TensorRT engines built from ONNX models are kept between runs."""
+def tensorrt_cache_dir(precision: str | None = None) -> Path:
+    """Where TensorRT engines built from ONNX models are kept between runs:
+    ``$PANOPTES_CACHE_DIR/tensorrt`` (else ``~/.cache/panoptes/tensorrt``), one folder per
+    ``precision`` when given."""
     root = os.environ.get("PANOPTES_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "panoptes"
-    return base / "tensorrt"
+    base = (Path(root).expanduser() if root else Path.home() / ".cache" / "panoptes") / "tensorrt"
+    return base / precision if precision else base
 
 
 def _tensor_info(node: Any) -> TensorInfo:
@@ -60,9 +68,47 @@ def _tensor_info(node: Any) -> TensorInfo:
     return TensorInfo(node.name, shape, _DTYPES.get(node.type, np.dtype(np.float32)))
 
 
-def _provider_list(providers: Sequence[str] | None) -> list[str | tuple[str, dict[str, Any]]]:
+def provider_options(
+    provider: str, *, gpu_id: int = 0, precision: str = "fp32"
+) -> dict[str, Any] | None:
+    """onnxruntime's options for one execution provider (full name), None when it takes none.
+
+    CUDA: the GPU. TensorRT: the GPU, fp16 or not, and the engine and timing caches in
+    :func:`tensorrt_cache_dir`, one folder per precision: onnxruntime names a cached engine
+    after the model and the GPU, not after its precision, so an fp32 engine would otherwise be
+    found for an fp16 run.
+    """
+    if provider == "CUDAExecutionProvider":
+        return {"device_id": gpu_id}
+    if provider == "TensorrtExecutionProvider":
+        cache = str(tensorrt_cache_dir(precision))
+        return {
+            "device_id": gpu_id,
+            "trt_fp16_enable": precision == "fp16",
+            "trt_engine_cache_enable": True,  # building an engine takes minutes
+            "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": cache,
+        }
+    return None
+
+
+def execution_providers(
+    providers: Sequence[str] | None,
+    available: Sequence[str],
+    *,
+    gpu_id: int = 0,
+    precision: str = "fp32",
+) -> list[str | tuple[str, dict[str, Any]]]:
+    """The ``providers`` argument of an onnxruntime session for the wanted ``providers`` (short
+    names as ``cpu``, ``cuda``, ``tensorrt``, or onnxruntime's own; default the CPU), given the
+    ``available`` ones (``onnxruntime.get_available_providers()``).
+
+    Each provider comes with its :func:`provider_options`; TensorRT is followed by CUDA when this
+    onnxruntime has it, for the nodes TensorRT leaves, and the CPU always comes last. Raises
+    :class:`ModelError` naming the package to install when a wanted provider is missing.
+    """
     names = [PROVIDER_NAMES.get(name.lower(), name) for name in providers or ["cpu"]]
-    available = ort.get_available_providers()
     missing = [name for name in names if name not in available]
     if missing:
         packages = sorted(
@@ -73,18 +119,26 @@ def _provider_list(providers: Sequence[str] | None) -> list[str | tuple[str, dic
             f"{', '.join(available)}. Install {' or '.join(packages)} in place of onnxruntime "
             f"(pip uninstall onnxruntime && pip install {packages[0].split()[0]})"
         )
+    if names[-1] == "TensorrtExecutionProvider" and "CUDAExecutionProvider" in available:
+        names.append("CUDAExecutionProvider")
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")  # for the nodes the accelerator cannot run
     result: list[str | tuple[str, dict[str, Any]]] = []
     for name in names:
-        if name == "TensorrtExecutionProvider":
-            # Building an engine takes minutes: keep it for the next start.
-            cache = tensorrt_cache_dir()
-            cache.mkdir(parents=True, exist_ok=True)
-            options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
-            result.append((name, options))
-        else:
-            result.append(name)
-    if "CPUExecutionProvider" not in names:
-        result.append("CPUExecutionProvider")  # for the nodes the accelerator cannot run
+        options = provider_options(name, gpu_id=gpu_id, precision=precision)
+        result.append(name if options is None else (name, options))
+    return result
+
+
+def _provider_list(
+    providers: Sequence[str] | None, *, gpu_id: int, precision: str
+) -> list[str | tuple[str, dict[str, Any]]]:
+    result = execution_providers(
+        providers, ort.get_available_providers(), gpu_id=gpu_id, precision=precision
+    )
+    for entry in result:
+        if isinstance(entry, tuple) and "trt_engine_cache_path" in entry[1]:
+            Path(entry[1]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
     return result
 
 
@@ -93,7 +147,9 @@ class OnnxRuntimeBackend:
 
     ``providers`` are onnxruntime execution providers in order of preference, by full name or as
     ``cpu``, ``cuda``, ``tensorrt``...; the CPU is the default and the last resort. ``threads``
-    bounds the threads of one operator (onnxruntime's intra-op pool).
+    bounds the threads of one operator (onnxruntime's intra-op pool). ``gpu_id`` picks the GPU
+    of the CUDA and TensorRT providers; ``precision`` ``fp16`` lets TensorRT build fp16
+    engines (the CUDA provider runs the model in its own precision).
     """
 
     def __init__(
@@ -102,11 +158,23 @@ class OnnxRuntimeBackend:
         *,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        gpu_id: int = 0,
+        precision: str = "fp32",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelNotFoundError(f"model file {self.path} does not exist")
-        provider_list = _provider_list(providers)
+        if precision not in ("fp32", "fp16"):
+            raise ModelError(f"precision must be fp32 or fp16, got {precision!r}")
+        provider_list = _provider_list(providers, gpu_id=gpu_id, precision=precision)
+        if precision == "fp16" and not any(
+            isinstance(entry, tuple) and entry[0] == "TensorrtExecutionProvider"
+            for entry in provider_list
+        ):
+            raise ModelError(
+                "onnxruntime runs a model in fp16 only through TensorRT (providers: tensorrt); "
+                "the CPU and CUDA providers run it in its own precision: use precision fp32"
+            )
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: common exports warn on every load
         if threads is not None:

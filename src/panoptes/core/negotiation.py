@@ -1,0 +1,97 @@
+"""Memory negotiation: where frames' pixels live, and the conversions a link between two elements
+needs, decided when the pipeline is built, as GStreamer negotiates caps (``memory:NVMM`` against
+system memory) when elements are linked.
+
+Pixels live in one of two kinds of memory:
+
+- ``cpu``: a numpy HWC uint8 BGR array, what the CPU decoders give and OpenCV draws on;
+- ``cuda``: a torch uint8 tensor on the pipeline's tensor device, what the hardware decoder
+  (NVDEC) gives: NV12 ``[H * 3 / 2, W]`` from the source to the mux, RGB ``[3, H, W]`` after it.
+  The device is ``cuda:N`` on a GPU; tests run the same code with torch's CPU device standing in.
+
+Each element says which kinds it takes (:attr:`Element.memory <panoptes.core.element.Element>`)
+and, when it makes new images, which kind it puts out. Where the frames arriving at an element
+may be in a kind it does not take, the pipeline inserts a converter (``to-cpu``, ``to-cuda``)
+before it; elements that never read pixels (metadata sinks, the tracker, analytics) take any kind,
+so that frames can stay on the GPU all the way to them.
+
+Nothing here imports torch: a pipeline without a GPU source never pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from panoptes.core.errors import LinkError
+
+CPU = "cpu"
+"""Pixels in a numpy HWC uint8 BGR array."""
+CUDA = "cuda"
+"""Pixels in a torch uint8 tensor on the pipeline's tensor device (RGB ``[3, H, W]`` after the
+mux; NVDEC's NV12 ``[H * 3 / 2, W]`` before it)."""
+
+CPU_ONLY: frozenset[str] = frozenset({CPU})
+CUDA_ONLY: frozenset[str] = frozenset({CUDA})
+ANY_MEMORY: frozenset[str] = frozenset({CPU, CUDA})
+"""What an element takes when it reads no pixels, or reads them in either kind."""
+
+CONVERTERS: dict[str, str] = {CPU: "to-cpu", CUDA: "to-cuda"}
+"""The element kind that moves frames into each kind of memory."""
+
+
+def image_memory(image: object) -> str:
+    """The kind of memory ``image`` lives in: ``cpu`` for a numpy array, ``cuda`` otherwise
+    (a torch tensor). Cheap: no torch import."""
+    import numpy as np
+
+    return CPU if isinstance(image, np.ndarray) else CUDA
+
+
+def conversion_for(flow: frozenset[str], accepted: frozenset[str]) -> str | None:
+    """The memory kind frames must be moved into before an element that takes ``accepted``, when
+    the frames reaching it may be in any kind of ``flow``; None when they can go as they are.
+
+    A CPU element gets ``cpu`` (the download happens only for frames on the device: those already
+    on the CPU pass untouched). Raises :class:`LinkError` for an element that takes nothing.
+    """
+    if not accepted:
+        raise LinkError("an element that takes no kind of memory cannot be linked")
+    if flow <= accepted:
+        return None
+    return CPU if CPU in accepted else CUDA
+
+
+def memory_after(flow: frozenset[str], produces: str | None) -> frozenset[str]:
+    """The kinds of memory frames may be in after an element that ``produces`` that kind (None:
+    passes frames on in the memory they came in)."""
+    return flow if produces is None else frozenset({produces})
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converter the pipeline inserted: it moves frames into ``memory`` before ``consumers``."""
+
+    name: str
+    """The converter element's name (``to-cpu-tiler``); probes attach to it by this name."""
+    memory: str
+    consumers: tuple[str, ...]
+    """Names of the elements it feeds: where frames leave (or join) the GPU."""
+
+    def describe(self) -> str:
+        where = ", ".join(self.consumers)
+        if self.memory == CPU:
+            return f"frames leave the GPU (downloaded to cpu memory) before {where}"
+        return f"frames are uploaded to the GPU before {where}"
+
+
+def group_by_conversion(
+    flow: frozenset[str], consumers: Sequence[tuple[str, frozenset[str]]]
+) -> dict[str | None, list[str]]:
+    """Consumers of one producer (name, accepted memory), grouped by the conversion each needs
+    (None: none): consumers needing the same conversion share one converter, so that a frame is
+    downloaded once however many CPU branches read it."""
+    groups: dict[str | None, list[str]] = {}
+    for name, accepted in consumers:
+        groups.setdefault(conversion_for(flow, accepted), []).append(name)
+    return groups

@@ -1,0 +1,124 @@
+"""ONNX to a fixed-batch torch module: the batch axis freed, host work traced away, checked."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import fx
+
+from panoptes.core.errors import ModelError
+from panoptes.models.gpu.convert import (
+    convert_for_batch,
+    free_batch_axis,
+    output_tuple,
+    place_on_device,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def yolox_traced(shared_models: Path) -> fx.GraphModule:
+    return convert_for_batch(shared_models / "yolox_nano.onnx", 2, (416, 416), CPU)
+
+
+def _reshape_shapes(model: onnx.ModelProto) -> list[list[int]]:
+    initializers = {init.name: init for init in model.graph.initializer}
+    return [
+        numpy_helper.to_array(initializers[node.input[1]]).tolist()
+        for node in model.graph.node
+        if node.op_type == "Reshape"
+    ]
+
+
+def test_reshapes_no_longer_fix_the_batch(shared_models: Path) -> None:
+    original = onnx.load(str(shared_models / "yolox_nano.onnx"))
+    assert _reshape_shapes(original) == [[1, 85, -1]] * 3
+    freed = free_batch_axis(original, (416, 416))
+    assert _reshape_shapes(freed) == [[0, 85, -1]] * 3
+    assert freed.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert _reshape_shapes(original) == [[1, 85, -1]] * 3  # the original is left alone
+
+
+def test_channel_shuffles_are_freed_one_after_another(shared_models: Path) -> None:
+    """NanoDet's ShuffleNet blocks reshape [1, 116, H, W] -> [1, 58, 2, H, W] -> ... in chains:
+    each freed Reshape lets shape inference carry the batch to the next."""
+    freed = free_batch_axis(onnx.load(str(shared_models / "nanodet_m_416.onnx")), (416, 416))
+    shapes = _reshape_shapes(freed)
+    assert shapes and all(shape[0] == 0 for shape in shapes)
+
+
+def test_each_image_of_the_batch_matches_onnxruntime(
+    yolox_traced: fx.GraphModule, shared_models: Path
+) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(shared_models / "yolox_nano.onnx"), providers=["CPUExecutionProvider"]
+    )
+    generator = np.random.default_rng(1)
+    images = generator.uniform(0, 255, (2, 3, 416, 416)).astype(np.float32)
+    with torch.no_grad():
+        (ours,) = output_tuple(yolox_traced(torch.from_numpy(images)))
+    assert ours.shape == (2, 3549, 85)
+    for index in range(2):
+        (theirs,) = session.run(None, {"images": images[index : index + 1]})
+        np.testing.assert_allclose(ours[index].numpy(), theirs[0], atol=2e-3, rtol=1e-3)
+
+
+def test_no_host_work_is_left_in_forward(yolox_traced: fx.GraphModule) -> None:
+    """Placed on the meta device, the module must still run: a tensor left on the host, a value
+    read back from the device (``.item()``, ``.tolist()``) or a tensor made on the host inside
+    ``forward`` would fail there, as they would stall a GPU stream and break CUDA-graph
+    capture."""
+    assert not any("local_scalar_dense" in str(node.target) for node in yolox_traced.graph.nodes)
+    meta = place_on_device(copy.deepcopy(yolox_traced), torch.device("meta"))
+    for node in meta.graph.nodes:
+        if node.op == "get_attr":
+            value: object = meta
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            assert not isinstance(value, torch.Tensor) or value.device.type == "meta", node
+    (output,) = output_tuple(meta(torch.empty((2, 3, 416, 416), device="meta")))
+    assert output.device.type == "meta" and output.shape == (2, 3549, 85)
+
+
+def test_half_precision_reaches_every_operation(yolox_traced: fx.GraphModule) -> None:
+    half = place_on_device(copy.deepcopy(yolox_traced), torch.device("meta"), torch.float16)
+    (output,) = output_tuple(
+        half(torch.empty((2, 3, 416, 416), device="meta", dtype=torch.float16))
+    )
+    assert output.dtype == torch.float16
+
+
+def test_a_model_that_folds_its_batch_is_refused(shared_models: Path) -> None:
+    """FastestDet reshapes [1, 48, 44, 44] to [2, 24, 1936] (batch × 2 groups): no constant
+    says "batch" there, so the conversion fails, and says how to get on."""
+    with pytest.raises(ModelError, match=r"cannot run a batch of 2.*batch_size: 1"):
+        convert_for_batch(shared_models / "FastestDet.onnx", 2, (352, 352), CPU)
+
+
+def test_a_model_onnx2torch_cannot_convert_says_why(shared_models: Path) -> None:
+    """The int8 YOLOv8 uses onnxruntime's dynamic quantisation operators."""
+    with pytest.raises(ModelError, match="onnx2torch cannot convert.*DynamicQuantizeLinear"):
+        convert_for_batch(shared_models / "yolov8n_int8.onnx", 1, (640, 640), CPU)
+
+
+def test_without_the_trace_the_module_reads_shapes_back_on_every_call(
+    shared_models: Path,
+) -> None:
+    """The control for the test above: onnx2torch's own module, moved to a device, reads its
+    Reshape and Slice arguments back from that device inside ``forward``."""
+    from panoptes.models.gpu.convert import _onnx2torch_convert, _quiet_onnx2torch
+
+    freed = free_batch_axis(onnx.load(str(shared_models / "yolox_nano.onnx")), (416, 416))
+    with _quiet_onnx2torch():
+        module = _onnx2torch_convert()(freed).to("meta")
+        with pytest.raises(Exception, match="meta"):
+            module(torch.empty((2, 3, 416, 416), device="meta"))
