@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli_tools import panoptes
 from event_brokers import Server, read_redis
+
+from cli_tools import panoptes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "deepstream"
 VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "videos"
