@@ -7,11 +7,10 @@ import os
 import av
 import av.video.codeccontext
 import av.video.frame
-import cv2
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc
 
-from panoptes.media.writer import MAX_THREADS, PRESETS, frame_rate
+from panoptes.media.writer import MAX_THREADS, PRESETS, frame_rate, yuv420_frame
 
 __all__ = ["H264Encoder"]
 
@@ -106,25 +105,12 @@ class H264Encoder:
         """Encode one frame: ``image_bgr`` is HWC uint8 BGR, of any size (resized to
         ``size_wh``). Returns ``(access unit, is key frame)`` pairs, one per frame in practice.
         """
-        if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError(
-                f"expected an HWC uint8 BGR image, got {image_bgr.dtype} {image_bgr.shape}"
-            )
-        width, height = self.size_wh
-        if image_bgr.shape[:2] != (height, width):
-            shrinking = image_bgr.shape[1] > width
-            interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-            image_bgr = cv2.resize(image_bgr, (width, height), interpolation=interpolation)
-        pad_w, pad_h = self.encoded_size_wh[0] - width, self.encoded_size_wh[1] - height
-        if pad_w or pad_h:
-            image_bgr = cv2.copyMakeBorder(image_bgr, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        frame = yuv420_frame(image_bgr, self.size_wh, self.encoded_size_wh)
         if not self._tagged:
-            # What cvtColor makes below: BT.601 matrix, limited range, sRGB's (BT.709)
+            # What yuv420_frame makes: BT.601 matrix, limited range, sRGB's (BT.709)
             # primaries and curve. Untagged, players guess by resolution and shift colours.
             self._tag(_AVCOL_SPC_SMPTE170M, ColorRange.MPEG, ColorPrimaries.BT709, ColorTrc.BT709)
-        # OpenCV converts to I420 in a third of the time swscale takes.
-        i420 = np.asarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
-        return self._encode(av.VideoFrame.from_ndarray(i420, format="yuv420p"))
+        return self._encode(frame)
 
     def encode_frame(self, frame: av.VideoFrame) -> list[tuple[bytes, bool]]:
         """Encode a decoded frame as it is, in YUV: no trip through BGR, which costs more than
