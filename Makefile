@@ -21,7 +21,8 @@ TEST_DEBS := ffmpeg:ffprobe gstreamer1.0-tools:gst-launch-1.0 \
 .PHONY: setup system-deps demo test test-all check bench soak clean
 
 # The tests run the GPU path's PyTorch code on the CPU: this machine's CPU build of torch is
-# installed first, so that the dev extra's range does not pull a CUDA build.
+# installed first, so that the dev extra's range does not pull a CUDA build; onnx2torch comes
+# without its torchvision requirement, whose wheels are CUDA builds that do not load on it.
 TORCH ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps 'onnx2torch>=1.5'
 	touch $@
 
 setup: $(VENV)/.installed

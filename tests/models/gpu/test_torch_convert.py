@@ -106,7 +106,7 @@ def test_a_model_that_folds_its_batch_is_refused(shared_models: Path) -> None:
 
 def test_a_model_onnx2torch_cannot_convert_says_why(shared_models: Path) -> None:
     """The int8 YOLOv8 uses onnxruntime's dynamic quantisation operators."""
-    with pytest.raises(ModelError, match="onnx2torch cannot convert.*DynamicQuantizeLinear"):
+    with pytest.raises(ModelError, match=r"onnx2torch cannot convert.*DynamicQuantizeLinear"):
         convert_for_batch(shared_models / "yolov8n_int8.onnx", 1, (640, 640), CPU)
 
 

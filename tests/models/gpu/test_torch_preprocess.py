@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
-
-from panoptes.models.gpu.preprocess import TorchPreprocessor
-from panoptes.models.preprocess import Preprocessor, PreprocessSpec
-
 from torch_gpu_helpers import DEVICES, device_or_skip
+
+from panoptes.models.gpu.preprocess import TorchPreprocessor, resize_like_opencv
+from panoptes.models.preprocess import Preprocessor, PreprocessSpec
 
 SPECS = {
     # yolox: BGR 0..255, top-left pad 114
@@ -35,25 +35,45 @@ def _odd_frames() -> list[np.ndarray]:
 
 
 def _check_close(ours: torch.Tensor, theirs: np.ndarray, spec: PreprocessSpec) -> None:
-    """Within one grey level (in the network's units) everywhere, equal mostly: OpenCV's
-    fixed-point weights round about one value in ten the other way (up to 13% seen here)."""
+    """Within one grey level (in the network's units) everywhere, and nearly always equal:
+    enlarging a small frame, OpenCV rounds a few values its own way (up to 1.5% seen)."""
     difference = np.abs(ours.float().cpu().numpy() - theirs) * np.reshape(spec.std, (1, 3, 1, 1))
     assert difference.max() <= 1.001
-    assert difference.mean() < 0.15
+    assert (difference > 1e-3).mean() < 0.02
 
 
 @pytest.mark.parametrize("device_name", DEVICES)
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
-def test_matches_the_numpy_path_on_real_frames(
+def test_same_as_opencv_on_real_frames(
     spec_name: str, device_name: str, all_frames: list[np.ndarray]
 ) -> None:
+    """Camera frames shrink into the network's input: the result is OpenCV's, exactly."""
     spec = SPECS[spec_name]
-    frames = [*all_frames[::3], *_odd_frames()]  # one frame of each clip and the odd sizes
-    theirs, their_boxes = Preprocessor(spec)(frames)
-    ours, our_boxes = TorchPreprocessor(spec, device_or_skip(device_name))(frames)
+    theirs, their_boxes = Preprocessor(spec)(all_frames)
+    ours, our_boxes = TorchPreprocessor(spec, device_or_skip(device_name))(all_frames)
     assert ours.shape == theirs.shape and ours.dtype == torch.float32
     assert our_boxes == their_boxes
+    np.testing.assert_array_equal(ours.cpu().numpy(), theirs)
+
+
+@pytest.mark.parametrize("device_name", DEVICES)
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_close_to_opencv_on_odd_sizes(spec_name: str, device_name: str) -> None:
+    spec = SPECS[spec_name]
+    frames = _odd_frames()
+    theirs, their_boxes = Preprocessor(spec)(frames)
+    ours, our_boxes = TorchPreprocessor(spec, device_or_skip(device_name))(frames)
+    assert our_boxes == their_boxes
     _check_close(ours, theirs, spec)
+
+
+def test_resize_matches_opencv_at_whole_factors() -> None:
+    generator = np.random.default_rng(3)
+    for (width, height), size_wh in [((832, 832), (416, 416)), ((1248, 702), (416, 234))]:
+        image = generator.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected = cv2.resize(image, size_wh, interpolation=cv2.INTER_LINEAR)
+        ours = resize_like_opencv(torch.from_numpy(image).permute(2, 0, 1)[None], size_wh)
+        np.testing.assert_array_equal(ours[0].permute(1, 2, 0).numpy(), expected)
 
 
 @pytest.mark.parametrize("device_name", DEVICES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-ASSETS = (Path(__file__).resolve().parents[3] / ".." / "shared" / "assets").resolve()
+#: The shared models and clips: ``PANOPTES_TEST_ASSETS``, else ``../shared/assets`` beside the
+#: checkout (a GPU machine gets a copy carried with the run).
+ASSETS = Path(
+    os.environ.get("PANOPTES_TEST_ASSETS")
+    or Path(__file__).resolve().parents[3] / ".." / "shared" / "assets"
+).resolve()
 MODELS = ASSETS / "models"
 VIDEOS = ASSETS / "videos"
 

@@ -30,7 +30,7 @@ from torch import fx
 from panoptes.core.errors import ModelError, ModelNotFoundError
 from panoptes.models.backends import TensorInfo
 from panoptes.models.detector import ModelWarning, _metadata_size
-from panoptes.models.gpu.cache import ArtefactCache, ArtefactKey, file_sha256
+from panoptes.models.gpu.cache import ArtefactCache, ArtefactKey, CacheWarning, file_sha256
 from panoptes.models.gpu.convert import (
     convert_for_batch,
     onnx_interface,
@@ -240,7 +240,16 @@ class TorchBackend:
         with torch.no_grad():
             compiled(self._example())
         if not warm:
-            saved = torch.compiler.save_cache_artifacts()
+            try:
+                saved = torch.compiler.save_cache_artifacts()
+            except Exception as error:  # an inductor that cannot pack its caches: no reuse
+                warnings.warn(
+                    f"model {self.path}: the compiled kernels cannot be kept ({error}); the next "
+                    "start compiles again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+                saved = None
             if saved is not None:
                 kernels = saved[0]
                 cache.store(
