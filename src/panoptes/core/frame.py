@@ -10,6 +10,7 @@ import numpy as np
 
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import FrameMeta, Objects, RecordingRequest
+from panoptes.core.negotiation import CPU, CUDA
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +46,10 @@ class Frame:
       ``[3, H, W]`` after the mux (often a view into one ``[N, 3, H, W]`` tensor holding the
       whole batch), NV12 ``[H * 3 / 2, W]`` between the source and the mux. Elements that take
       ``cuda`` memory read it through :attr:`tensor`; :meth:`image_bgr` gives numpy BGR from
-      either kind.
+      either kind. A tensor is whole when its frame arrives (the mux synchronises its CUDA
+      stream); an element reading it on a CUDA stream of its own finishes reading (a copy of
+      results to the host does) or calls ``record_stream`` before it lets the frame go, since
+      freed device memory is handed out again at once.
 
     ``size_wh`` is the original frame's size and ``transform`` maps original pixels to ``image``
     pixels, so metadata always speaks in original-frame coordinates whatever resolution the
@@ -76,7 +80,7 @@ class Frame:
     @property
     def memory(self) -> str:
         """``"cpu"`` when ``image`` is a numpy array, ``"cuda"`` when it is a device tensor."""
-        return "cpu" if isinstance(self.image, np.ndarray) else "cuda"
+        return CPU if isinstance(self.image, np.ndarray) else CUDA
 
     @property
     def tensor(self) -> torch.Tensor:

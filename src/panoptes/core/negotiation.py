@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from panoptes.core.errors import LinkError
 
@@ -38,6 +39,8 @@ ANY_MEMORY: frozenset[str] = frozenset({CPU, CUDA})
 
 CONVERTERS: dict[str, str] = {CPU: "to-cpu", CUDA: "to-cuda"}
 """The element kind that moves frames into each kind of memory."""
+
+T = TypeVar("T")
 
 
 def image_memory(image: object) -> str:
@@ -86,12 +89,12 @@ class Conversion:
 
 
 def group_by_conversion(
-    flow: frozenset[str], consumers: Sequence[tuple[str, frozenset[str]]]
-) -> dict[str | None, list[str]]:
-    """Consumers of one producer (name, accepted memory), grouped by the conversion each needs
-    (None: none): consumers needing the same conversion share one converter, so that a frame is
-    downloaded once however many CPU branches read it."""
-    groups: dict[str | None, list[str]] = {}
-    for name, accepted in consumers:
-        groups.setdefault(conversion_for(flow, accepted), []).append(name)
+    flow: frozenset[str], consumers: Sequence[tuple[T, frozenset[str]]]
+) -> dict[str | None, list[T]]:
+    """The consumers of one producer, each given with the memory it takes, grouped by the memory
+    each needs frames moved into (None: none), in order: consumers needing the same conversion
+    share one converter, so that a frame is downloaded once however many CPU branches read it."""
+    groups: dict[str | None, list[T]] = {}
+    for consumer, accepted in consumers:
+        groups.setdefault(conversion_for(flow, accepted), []).append(consumer)
     return groups

@@ -14,13 +14,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from panoptes.core.bus import Bus, Message, MessageType
 from panoptes.core.element import BuildContext, Element, ElementProperties
 from panoptes.core.errors import ConfigError, PanoptesError, PipelineError, SourceError
-from panoptes.core.frame import Batch, Frame, StreamEvent
+from panoptes.core.frame import Batch, Frame, StreamEvent, image_size_wh
 from panoptes.core.memory import pin_mmap_threshold
+from panoptes.core.negotiation import (
+    CONVERTERS,
+    CPU_ONLY,
+    Conversion,
+    group_by_conversion,
+    memory_after,
+)
 from panoptes.core.registry import load_kind
 from panoptes.core.streams import FrameQueue, Stream, StreamState, StreamStats
 
@@ -145,6 +152,8 @@ class Pipeline:
         self._counts_at_mux = True
         self._unused: list[str] = []
         """Sections configured but not run (a tiler with no video sink to feed)."""
+        self.conversions: list[Conversion] = []
+        """The converters the build inserted between elements (see :meth:`build`)."""
         for index, props in enumerate(config.sources):
             self.add_source(props, place=f"sources[{index}]")
 
@@ -175,6 +184,12 @@ class Pipeline:
 
         The flow is ``mux → infer* → tracker → infer* → analytics → ┬ metadata sinks`` and
         ``└ tiler → osd → video sinks``; the tiler and osd run only when a video sink is there.
+
+        Memory is negotiated as the elements are linked (see :mod:`panoptes.core.negotiation`):
+        where the frames reaching an element may be in a kind of memory it does not take (on
+        the GPU, from a hardware decoder, before a CPU element), a converter is inserted before
+        it, shared by the branches that need the same conversion; :attr:`conversions` lists
+        them and the bus says them at start.
         """
         if self._built:
             return
@@ -240,24 +255,49 @@ class Pipeline:
         rest = self._stages[chain_length + len(meta_sinks) :]
         video = [s for s in rest if not s.element.is_sink]
         video_out = [s for s in rest if s.element.is_sink]
-        for upstream, downstream in [*itertools.pairwise(chain), *itertools.pairwise(video)]:
-            upstream.outputs.append(downstream.input)
+        self.mux.memory = self._sources_memory()
+        linker = _Linker(self)
+        flow = self.mux.memory
+        if chain:
+            self._mux_outputs = linker.link(flow, [chain[0]])
+            for upstream, downstream in itertools.pairwise(chain):
+                upstream.outputs.extend(linker.link(linker.output_memory(upstream), [downstream]))
+            flow = linker.output_memory(chain[-1])
         if video:
             # The video branch draws on its own copies of the frames (the metadata sinks read
             # the originals at the same time); the metadata itself is shared, read-only.
             video[0].copies_frames = True
-            video[-1].outputs.extend(s.input for s in video_out)
-        branch_heads = [s.input for s in meta]
-        branch_heads += [video[0].input] if video else [s.input for s in video_out]
+        branch_heads = linker.link(flow, [*meta, *(video[:1] or video_out)])
         if chain:
             chain[-1].outputs.extend(branch_heads)
             chain[-1].counts_output = True
-        self._mux_outputs = [chain[0].input] if chain else branch_heads
+        else:
+            self._mux_outputs = branch_heads
+        for upstream, downstream in itertools.pairwise(video):
+            upstream.outputs.extend(linker.link(linker.output_memory(upstream), [downstream]))
+        if video:
+            video[-1].outputs.extend(linker.link(linker.output_memory(video[-1]), video_out))
         self._counts_at_mux = not chain
+        self._stages = linker.ordered(self._stages)
+        self.conversions = linker.conversions
         self._built = True
         for element_name, function in probes:
             if element_name not in self._unused:
                 self.add_probe(element_name, function)
+
+    def _sources_memory(self) -> frozenset[str]:
+        """The kinds of memory the sources' frames may come in: what the mux puts out."""
+        kinds = [getattr(source, "memory", CPU_ONLY) for _, source in self._unstarted]
+        return frozenset().union(*kinds) or CPU_ONLY
+
+    def tensor_device(self) -> str:
+        """The torch device of the pipeline's tensor frames: the GPU of its first source that
+        decodes on one (``cuda:0`` when none does)."""
+        for _, source in self._unstarted:
+            device = getattr(source, "tensor_device", None)
+            if device is not None:
+                return str(device)
+        return "cuda:0"
 
     def _config_probes(self) -> list[tuple[str, Probe]]:
         """The probes the config names, as (element name, function), checked and imported."""
@@ -318,6 +358,9 @@ class Pipeline:
         place = place or f"sources[{source_id}]"
         try:
             source = cls(props, base_dir=self.base_dir)
+        except ConfigError as error:  # a property that does not fit the source (its decoder)
+            field = f".{error.place}" if error.place else ""
+            raise ConfigError(error.reason, f"{place}{field}") from error
         except PanoptesError as error:  # a malformed URI: the config is wrong, not the camera
             raise ConfigError(getattr(error, "reason", str(error)), f"{place}.uri") from error
         name = source.name
@@ -390,7 +433,14 @@ class Pipeline:
             self._condition.notify_all()
         self.bus.error(stream.name, f"{stream.place}.uri: {text}", source_id=stream.source_id)
 
+    def _say_source_warnings(self, stream: Stream, source: Any) -> None:
+        """Post what the source has to say (a fallback from NVDEC to the CPU) on the bus."""
+        take = getattr(source, "take_warnings", None)
+        for text in take() if take is not None else ():
+            self.bus.warning(stream.name, f"{stream.place}: {text}", source_id=stream.source_id)
+
     def _start_source(self, stream: Stream, source: Any) -> None:
+        self._say_source_warnings(stream, source)
         for stage in self._stages:
             # Before the source opens, so that an element tapping its packets (record) has them
             # from the first; the element lets go when the stream's end reaches it in band.
@@ -464,6 +514,7 @@ class Pipeline:
         stop = stream.stop
         max_frames = getattr(source.props, "max_frames", None)
         source.open()
+        self._say_source_warnings(stream, source)
         freshest = getattr(source, "keeps_freshest", source.is_live)
         stream.queue.leaky = source.is_live or freshest
         stream.queue.maxsize = 1 if freshest else stream.queue.capacity
@@ -475,8 +526,6 @@ class Pipeline:
                 played = True
                 stream.error = None
                 self._set_state(stream, StreamState.PLAYING)
-            image = decoded.image
-            height, width = image.shape[:2]
             frame = Frame(
                 source_id=stream.source_id,
                 source_name=stream.name,
@@ -484,9 +533,11 @@ class Pipeline:
                 frame_num=stream.stats.frames_decoded,
                 pts_s=decoded.pts_s,
                 capture_time_s=time.time(),
-                size_wh=(width, height),
-                image=image,
+                size_wh=image_size_wh(decoded.image),
+                # A numpy array, or the hardware decoder's NV12 tensor for the mux to convert.
+                image=cast(Any, decoded.image),
                 fps=fps,
+                color_space=decoded.color_space,
             )
             self.mux.prepare(frame)
             stream.stats.frames_decoded += 1
@@ -518,6 +569,15 @@ class Pipeline:
         self._start_time = time.monotonic()
         for key in self._unused:
             self.bus.warning(key, f"{key} is not run: no video sink (file, rtsp) to feed")
+        for conversion in self.conversions:
+            self.bus.post(
+                Message(
+                    MessageType.INFO,
+                    conversion.name,
+                    conversion.describe(),
+                    {"memory": conversion.memory, "before": list(conversion.consumers)},
+                )
+            )
         self._stages_running = len(self._stages)
         for stage in self._stages:
             stage.thread = threading.Thread(
@@ -576,6 +636,12 @@ class Pipeline:
             if frames and removed:
                 # Taken just before the removal: a removed stream's frames go no further.
                 frames = [frame for frame in frames if frame.source_id not in removed]
+            if frames:
+                try:
+                    self.mux.finish(frames)
+                except Exception as error:  # a GPU failure: these frames cannot go on
+                    self.bus.error("mux", f"failed to convert a batch: {error!r}")
+                    frames = []
             if frames is None:
                 if events:
                     self._deliver(Batch([], self._batch_count, events, time.monotonic()), outputs)
@@ -793,3 +859,63 @@ class Pipeline:
 
 def _takes_video(kind: str) -> bool:
     return bool(getattr(load_kind(kind), "takes_video", False))
+
+
+class _Linker:
+    """Links a producer to its consumers during :meth:`Pipeline.build`, inserting a converter
+    where the memory its frames may be in is not all that a consumer takes (see
+    :mod:`panoptes.core.negotiation`), and keeps track of the memory each stage receives."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._received: dict[_Stage, frozenset[str]] = {}
+        self._inserted: list[tuple[_Stage, list[_Stage]]] = []
+        self.conversions: list[Conversion] = []
+
+    def link(self, flow: frozenset[str], consumers: list[_Stage]) -> list[queue.Queue[Any]]:
+        """The queues a producer whose frames may be in ``flow`` pushes to: the consumers' own,
+        or the input of a converter shared by those that need the same conversion."""
+        queues: list[queue.Queue[Any]] = []
+        pairs = [(stage, stage.element.input_memory()) for stage in consumers]
+        for memory, group in group_by_conversion(flow, pairs).items():
+            if memory is None:
+                queues.extend(stage.input for stage in group)
+                self._received.update((stage, flow) for stage in group)
+                continue
+            converter = self._converter(memory, group)
+            converter.outputs.extend(stage.input for stage in group)
+            received = memory_after(flow, converter.element.output_memory)
+            self._received.update((stage, received) for stage in group)
+            queues.append(converter.input)
+        return queues
+
+    def output_memory(self, stage: _Stage) -> frozenset[str]:
+        """The memory the frames leaving ``stage`` may be in."""
+        return memory_after(self._received[stage], stage.element.output_memory)
+
+    def ordered(self, stages: list[_Stage]) -> list[_Stage]:
+        """``stages`` with each converter just before the first stage it feeds."""
+        result: list[_Stage] = []
+        for stage in stages:
+            result += [converter for converter, fed in self._inserted if fed[0] is stage]
+            result.append(stage)
+        return result
+
+    def _converter(self, memory: str, consumers: list[_Stage]) -> _Stage:
+        from panoptes.elements.convert import ToCpuProperties, ToCudaProperties
+
+        pipeline = self._pipeline
+        kind = CONVERTERS[memory]
+        name = f"{kind}-{consumers[0].element.name}"
+        props: ElementProperties = (
+            ToCudaProperties(name=name, device=pipeline.tensor_device())
+            if kind == "to-cuda"
+            else ToCpuProperties(name=name)
+        )
+        element = pipeline._make_element(kind, props, name=name, place=name)
+        element.build()
+        stage = _Stage(element, pipeline.config.queue_size)
+        self._inserted.append((stage, consumers))
+        names = tuple(consumer.element.name for consumer in consumers)
+        self.conversions.append(Conversion(name, memory, names))
+        return stage

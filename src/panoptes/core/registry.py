@@ -30,6 +30,8 @@ KINDS: dict[str, str] = {
     "redis": "panoptes.elements.redis_sink:RedisSink",
     "web-view": "panoptes.elements.web_view:WebView",
     "rtsp": "panoptes.elements.rtsp_sink:RtspSink",
+    "to-cpu": "panoptes.elements.convert:ToCpu",
+    "to-cuda": "panoptes.elements.convert:ToCuda",
 }
 
 

@@ -19,6 +19,7 @@ from panoptes.analytics.rules import StreamRules
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
+from panoptes.core.negotiation import ANY_MEMORY
 
 if TYPE_CHECKING:
     from panoptes.analytics.drawing import RulesDrawing
@@ -111,6 +112,7 @@ class Analytics(Element):
 
     kind = "analytics"
     Properties = AnalyticsProperties
+    memory = ANY_MEMORY  # boxes and tracks only: frames may stay on the GPU
 
     props: AnalyticsProperties
 

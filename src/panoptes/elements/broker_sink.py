@@ -27,6 +27,7 @@ from pydantic import Field
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch
+from panoptes.core.negotiation import ANY_MEMORY
 from panoptes.events.convert import EventConverter, EventMessage, Mode, Payload
 from panoptes.events.outbox import Outbox, OutgoingEvent, check_outbox
 
@@ -109,6 +110,7 @@ class BrokerSink(Element):
     """The broker sinks' common work: convert, store in the outbox, run the sender."""
 
     is_sink = True
+    memory = ANY_MEMORY  # metadata only: frames may stay on the GPU
     library: ClassVar[str]
     """Module of the broker's Python library, imported at build."""
     extra: ClassVar[str]

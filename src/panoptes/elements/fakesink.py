@@ -8,6 +8,7 @@ from pydantic import Field
 
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.frame import Batch
+from panoptes.core.negotiation import ANY_MEMORY
 
 
 class FakeSinkProperties(ElementProperties):
@@ -19,6 +20,7 @@ class FakeSink(Element):
     kind = "fakesink"
     Properties = FakeSinkProperties
     is_sink = True
+    memory = ANY_MEMORY  # reads nothing: frames may stay on the GPU
 
     def process(self, batch: Batch) -> None:
         return None

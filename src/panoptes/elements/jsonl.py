@@ -17,6 +17,7 @@ from pydantic import Field
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
+from panoptes.core.negotiation import ANY_MEMORY
 
 
 class JsonlSinkProperties(ElementProperties):
@@ -52,6 +53,7 @@ class JsonlSink(Element):
     kind = "jsonl"
     Properties = JsonlSinkProperties
     is_sink = True
+    memory = ANY_MEMORY  # metadata only: frames may stay on the GPU
     build_truncates = True
     """Building opens (truncates) the output: ``panoptes validate`` checks the path instead."""
 

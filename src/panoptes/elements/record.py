@@ -19,6 +19,7 @@ from panoptes.core.element import BuildContext, Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.meta import AnalyticsEvent
+from panoptes.core.negotiation import ANY_MEMORY
 from panoptes.media.recorder import Recorder, RecordError, Recording
 
 __all__ = ["RecordElement", "RecordError", "RecordProperties", "Recording"]
@@ -120,6 +121,7 @@ class RecordElement(Element):
 
     kind = "record"
     Properties = RecordProperties
+    memory = ANY_MEMORY  # compressed packets, never pixels: frames may stay on the GPU
 
     props: RecordProperties
 

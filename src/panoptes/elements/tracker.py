@@ -13,6 +13,7 @@ from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.meta import NO_ID
+from panoptes.core.negotiation import ANY_MEMORY
 
 if TYPE_CHECKING:
     from panoptes.tracking import FinishedTrack, StreamTracker
@@ -85,6 +86,7 @@ class Tracker(Element):
 
     kind = "tracker"
     Properties = TrackerProperties
+    memory = ANY_MEMORY  # boxes only: frames may stay on the GPU
 
     props: TrackerProperties
 

@@ -1,5 +1,5 @@
 """``uri-source``: one stream from a file, ``file://``, ``rtsp://``, ``http(s)://``, an image folder
-or glob, or a generated ``test://`` pattern, decoded on the CPU with PyAV."""
+or glob, or a generated ``test://`` pattern, decoded on the CPU with PyAV or on the GPU (NVDEC)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ class UriSourceProperties(ElementProperties):
     reconnect_backoff_max_s: float = Field(
         30.0, gt=0, description="Longest wait between two reconnection attempts."
     )
+    decoder: Literal["auto", "cpu", "nvdec"] = Field(
+        "cpu",
+        description="cpu: FFmpeg; nvdec: the GPU's hardware decoder for H.264 and HEVC, frames "
+        "staying on the GPU as tensors (PyNvVideoCodec and a CUDA build of torch), the CPU with "
+        "a warning where it cannot; auto: NVDEC where there is one and it takes the stream, "
+        "else quietly the CPU. Video files and network streams only.",
+    )
+    gpu_id: int = Field(0, ge=0, description="The GPU whose NVDEC decodes (decoder auto or nvdec).")
 
 
 class UriSource:
@@ -80,16 +88,18 @@ class UriSource:
     def __init__(self, props: UriSourceProperties, *, base_dir: Path) -> None:
         self.props = props
         # The reader names an unnamed stream by its URI with any password masked.
+        # A test-source shares this class but has no network or decoder settings.
         self._reader: FrameReader = open_reader(
             self.uri_for(props),
             name=props.name,
             loop=props.loop,
             real_time=props.real_time,
             drop_frame_interval=props.drop_frame_interval,
-            # A test-source shares this class but has no network settings.
             open_timeout_s=getattr(props, "open_timeout_s", 10.0),
             read_timeout_s=getattr(props, "stall_timeout_s", None),
             base_dir=base_dir,
+            decoder=getattr(props, "decoder", "cpu"),
+            gpu_id=getattr(props, "gpu_id", 0),
         )
 
     @staticmethod
@@ -143,6 +153,22 @@ class UriSource:
     @property
     def corrupt_frames(self) -> int:
         return self._reader.corrupt_frames
+
+    @property
+    def memory(self) -> frozenset[str]:
+        """The kinds of memory its frames may come in (see ``panoptes.core.negotiation``)."""
+        return self._reader.memory
+
+    @property
+    def tensor_device(self) -> str | None:
+        """The torch device of its tensor frames (NVDEC's GPU), or None."""
+        return self._reader.tensor_device
+
+    def take_warnings(self) -> list[str]:
+        """What to say on the bus about this source (a fallback to CPU decoding), once."""
+        warnings = list(self._reader.warnings)
+        self._reader.warnings.clear()
+        return warnings
 
     def frames(self, stop: threading.Event) -> Iterator[DecodedFrame]:
         return self._reader.frames(stop)

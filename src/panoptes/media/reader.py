@@ -18,6 +18,9 @@ Kinds of URI:
 - a folder of images, a glob (``/x/*.jpg``) or one image file, read with OpenCV;
 - ``test://PATTERN?width=W&height=H&fps=F&frames=N``: a generated pattern (``ball``,
   ``gradient``, ``noise``); endless when ``frames`` is absent.
+
+Video files and network streams decode on the CPU unless ``decoder`` asks for the GPU's hardware
+decoder (NVDEC, see ``_nvdec``): then H.264 and HEVC frames come as NV12 tensors on that GPU.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from panoptes.core.errors import SourceError
+from panoptes.core.errors import ConfigError, SourceError
 from panoptes.media._av import AvReader
 from panoptes.media._base import DecodedFrame, PacketTap, RealTimePacer
 from panoptes.media._images import IMAGE_SUFFIXES, ImageSequenceReader
@@ -46,6 +49,11 @@ DEFAULT_PATTERN_FPS = 30.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = frozenset("*?[")
+
+Decoder = Literal["auto", "cpu", "nvdec"]
+"""Which decoder a video file or network stream gets: ``cpu`` (FFmpeg), ``nvdec`` (the GPU's
+hardware decoder; the CPU, with a warning, where it cannot), ``auto`` (NVDEC where there is one
+and it takes the stream, else quietly the CPU)."""
 
 
 class _Playback(TypedDict):
@@ -70,6 +78,11 @@ class FrameReader(Protocol):
         is_live: True for a network stream that reports no duration.
         is_network: True for a source read over the network (it may be reconnected).
         corrupt_frames: packets or images that failed to decode and were skipped.
+        memory: the kinds of memory its frames may come in (``{"cpu"}``, numpy BGR; with
+            ``"cuda"``, NV12 tensors on ``tensor_device``), known before :meth:`open`.
+        tensor_device: the torch device of its tensor frames, or None.
+        warnings: what the pipeline should say on its bus (a fallback from NVDEC to the CPU),
+            taken off as said.
     """
 
     uri: str
@@ -80,6 +93,9 @@ class FrameReader(Protocol):
     is_live: bool
     is_network: bool
     corrupt_frames: int
+    memory: frozenset[str]
+    tensor_device: str | None
+    warnings: list[str]
 
     def open(self) -> None:
         """Open the source; raises :class:`SourceError` naming the source and the cause."""
@@ -106,6 +122,8 @@ def open_reader(
     read_timeout_s: float | None = None,
     base_dir: Path | None = None,
     fps: float | None = None,
+    decoder: Decoder = "cpu",
+    gpu_id: int = 0,
 ) -> FrameReader:
     """Make the reader for ``uri``; nothing is opened or read until :meth:`FrameReader.open`.
 
@@ -124,9 +142,15 @@ def open_reader(
         base_dir: folder that relative paths are resolved against; the working directory if
             ``None``.
         fps: frame rate of image folders and globs (default 30); ignored by other kinds.
+        decoder: see :data:`Decoder`. ``nvdec`` where NVDEC cannot decode gives a CPU reader
+            with the reason in its ``warnings``; image folders and patterns take ``auto`` as
+            ``cpu`` and refuse ``nvdec``.
+        gpu_id: the GPU whose NVDEC decodes.
 
     Raises:
         SourceError: the URI itself is malformed (unknown scheme, bad pattern parameters).
+        ConfigError: ``decoder`` is ``nvdec`` for a source that is not video (place
+            ``decoder``).
     """
     display_uri = mask_password(uri)
     name = name or display_uri
@@ -141,11 +165,14 @@ def open_reader(
     match = _SCHEME.match(uri)
     scheme = match.group(1).lower() if match else ("file" if uri.startswith("file:") else "")
     if scheme == "test":
+        _no_video_to_decode(decoder, "a generated test pattern")
         return _pattern_reader(uri, name, playback)
     if scheme in NETWORK_SCHEMES:
-        return AvReader(
+        return _video_reader(
             display_uri,
             name,
+            decoder=decoder,
+            gpu_id=gpu_id,
             target=uri,
             is_network=True,
             open_timeout_s=open_timeout_s,
@@ -167,7 +194,27 @@ def open_reader(
         image_fps=fps or DEFAULT_IMAGE_FPS,
         open_timeout_s=open_timeout_s,
         playback=playback,
+        decoder=decoder,
+        gpu_id=gpu_id,
     )
+
+
+def _video_reader(uri: str, name: str, *, decoder: Decoder, gpu_id: int, **kwargs: Any) -> AvReader:
+    """The reader of a video file or network stream, on the decoder ``decoder`` asks for."""
+    if decoder == "cpu":
+        return AvReader(uri, name, **kwargs)
+    # Only now: a pipeline that does not ask for the GPU never looks for it.
+    from panoptes.media import _nvdec
+
+    reason = _nvdec.BACKEND.unavailable_reason(gpu_id)
+    if reason is None:
+        return _nvdec.NvdecReader(uri, name, gpu_id=gpu_id, strict=decoder == "nvdec", **kwargs)
+    reader = AvReader(uri, name, **kwargs)
+    if decoder == "nvdec":
+        reader.warnings.append(
+            f"decoder 'nvdec' is not possible here: {reason}; decoding on the CPU"
+        )
+    return reader
 
 
 def _local_reader(
@@ -179,24 +226,41 @@ def _local_reader(
     image_fps: float,
     open_timeout_s: float,
     playback: _Playback,
+    decoder: Decoder,
+    gpu_id: int,
 ) -> FrameReader:
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         path = (base_dir or Path.cwd()) / path
     if path.is_dir():
+        _no_video_to_decode(decoder, "a folder of images")
         return ImageSequenceReader(uri, name, folder=path, fps=image_fps, **playback)
     if not path.exists() and _GLOB_CHARS & set(path_text):
+        _no_video_to_decode(decoder, "a set of images")
         return ImageSequenceReader(uri, name, pattern=str(path), fps=image_fps, **playback)
     if path.suffix.lower() in IMAGE_SUFFIXES:
+        _no_video_to_decode(decoder, "an image")
         return ImageSequenceReader(uri, name, image=path, fps=image_fps, **playback)
-    return AvReader(
+    return _video_reader(
         uri,
         name,
+        decoder=decoder,
+        gpu_id=gpu_id,
         target=str(path),
         is_network=False,
         open_timeout_s=open_timeout_s,
         **playback,
     )
+
+
+def _no_video_to_decode(decoder: Decoder, what: str) -> None:
+    """Refuse NVDEC asked by name for a source without video (``auto`` takes the CPU quietly)."""
+    if decoder == "nvdec":
+        raise ConfigError(
+            f"'nvdec' decodes H.264 and HEVC video, and this source is {what}: "
+            "leave decoder at 'cpu' (or set 'auto')",
+            "decoder",
+        )
 
 
 def _path_of_file_uri(uri: str) -> str:

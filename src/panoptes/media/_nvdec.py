@@ -1,0 +1,435 @@
+"""H.264 and HEVC decoded by the GPU's hardware decoder (NVDEC) through PyNvVideoCodec: frames
+stay on the GPU, as NV12 tensors.
+
+The reader is an :class:`AvReader` whose packets go to NVDEC instead of FFmpeg's decoder. Demuxing
+stays with PyAV, so network options and timeouts, the explanations of failures, the packet tap
+(smart recording), looping and timestamps are the CPU path's, unchanged. PyNvVideoCodec's own
+demuxer (``CreateDemuxer``) opens files and URLs too, through its own FFmpeg, but takes no
+options: no RTSP transport, no socket timeout (a dead camera would hold its thread for good), and
+no packets to tap.
+
+Each packet goes through FFmpeg's ``*_mp4toannexb`` bitstream filter (NVDEC reads Annex B byte
+streams, where MP4 and MKV store length-prefixed NAL units; Annex B input passes unchanged), then
+to the decoder by address with its pts, which comes back on the picture it decodes to. Parameter
+sets sent only out of band (an RTSP camera's SDP) go to the decoder first.
+
+A decoded picture lives in the decoder's own buffers, which its next ``Decode`` call reuses: it is
+copied out before that, on the reader's CUDA stream, which is then synchronised, so the copy is
+whole before the frame leaves the source's thread (DLPack makes the copy wait for the decoder).
+Frames dropped by ``drop_frame_interval`` are never copied. Pictures an MP4 edit list cuts, which
+FFmpeg's decoder drops, come out of NVDEC like the others: they are dropped by their pts.
+
+Streams NVDEC cannot take here (another codec, 10-bit or 4:2:2 pictures, a decoder that does not
+start) are decoded on the CPU instead: quietly for ``decoder: auto``, with a warning for
+``decoder: nvdec``. The hardware side sits behind :data:`BACKEND`, which tests replace with a
+software decoder giving the same NV12 tensors on torch's CPU device.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import av
+import av.error
+import av.video.stream
+import numpy as np
+
+from panoptes.core.errors import SourceError
+from panoptes.core.negotiation import ANY_MEMORY
+from panoptes.media._av import MAX_DEMUX_ERRORS_IN_A_ROW, TRUNCATED_BELOW, AvReader
+from panoptes.media._base import ImageMaker
+
+if TYPE_CHECKING:
+    import av.packet
+    import torch
+
+    VideoPacket = av.packet.Packet[av.video.stream.VideoStream]
+    AnnexBData = bytes | VideoPacket
+    """Bytes to decode: a packet, or parameter sets (both buffers)."""
+
+NVDEC_CODECS: dict[str, str] = {"h264": "H264", "hevc": "HEVC"}
+"""FFmpeg codec names NVDEC decodes here, and their names in ``PyNvVideoCodec.cudaVideoCodec``."""
+
+NVDEC_PIXEL_FORMATS = ("yuv420p", "yuvj420p")
+"""8-bit 4:2:0: what NVDEC gives as NV12 (10-bit would come as P016, 4:4:4 as planar)."""
+
+_ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+
+
+@dataclass
+class DecodedPicture:
+    """One picture a decoder session gave, still in the decoder's buffers."""
+
+    pts: int | None
+    """Its presentation time in the stream's time base (what its packet carried), or None."""
+    take: Callable[[], torch.Tensor]
+    """Copies it out: an NV12 uint8 tensor [H * 3 / 2, W] that the caller owns. Valid until the
+    session's next ``decode`` or ``flush``."""
+
+
+class DecoderSession(Protocol):
+    """Decodes the packets of one stream into NV12 pictures."""
+
+    def decode(self, packet: VideoPacket) -> list[DecodedPicture]:
+        """The pictures ``packet`` completes, in display order (often none, or one)."""
+
+    def flush(self) -> list[DecodedPicture]:
+        """End of stream: the pictures still held back."""
+
+    def close(self) -> None:
+        """Release the decoder."""
+
+
+class DecoderBackend(Protocol):
+    """Where decoder sessions come from: NVDEC here, a software stand-in in tests."""
+
+    def unavailable_reason(self, gpu_id: int) -> str | None:
+        """Why it cannot decode on GPU ``gpu_id`` (no library, no GPU), or None when it can."""
+
+    def device(self, gpu_id: int) -> str:
+        """The torch device its tensors are on (``cuda:0``)."""
+
+    def open(self, stream: av.video.stream.VideoStream, gpu_id: int) -> DecoderSession:
+        """A session for ``stream``; raises when the decoder cannot start."""
+
+
+def unsupported_reason(stream: av.video.stream.VideoStream) -> str | None:
+    """Why NVDEC will not decode ``stream`` here, or None when it will."""
+    context = stream.codec_context
+    if context.name not in NVDEC_CODECS:
+        return f"NVDEC decodes H.264 and HEVC here, not {context.name}"
+    # A network stream may not know its pixel format before its first picture; a 10-bit one
+    # is caught then (NVDEC gives 16-bit samples).
+    pix_fmt = context.pix_fmt
+    if pix_fmt is not None and pix_fmt not in NVDEC_PIXEL_FORMATS:
+        return f"NVDEC frames are 8-bit 4:2:0 here, and this stream is {pix_fmt}"
+    return None
+
+
+def _is_annexb(data: bytes) -> bool:
+    return data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+
+
+class AnnexB:
+    """The packets of one H.264 or HEVC stream as NVDEC reads them: Annex B byte streams.
+
+    MP4 and MKV packets go through FFmpeg's ``*_mp4toannexb`` filter, which also puts the
+    parameter sets of the container's header before each keyframe; Annex B packets (raw
+    streams, MPEG-TS, RTSP) pass unchanged, and parameter sets given only out of band (a
+    camera's SDP) go before the first packet's, in the same buffer (a decoder may refuse a
+    buffer with parameter sets and no picture).
+    """
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        codec = stream.codec_context.name
+        self._filter = av.bitstream.BitStreamFilterContext(_ANNEXB_FILTERS[codec], stream)
+        extradata = stream.codec_context.extradata or b""
+        self._header = extradata if _is_annexb(extradata) else b""
+
+    def convert(self, packet: VideoPacket | None) -> list[tuple[AnnexBData, int | None]]:
+        """The byte strings (buffers) to decode for ``packet`` (None: the end of the stream),
+        each with the pts it carries, in the stream's time base."""
+        units: list[tuple[AnnexBData, int | None]] = [
+            (part, part.pts) for part in self._filter.filter(packet)
+        ]
+        if self._header and units:
+            first, pts = units[0]
+            units[0] = (self._header + bytes(first), pts)  # one copy, of one packet
+            self._header = b""
+        return units
+
+
+class _PyNvVideoCodecSession:
+    """One NVDEC decoder (``PyNvVideoCodec.CreateDecoder``) fed with Annex B packets."""
+
+    def __init__(self, stream: av.video.stream.VideoStream, gpu_id: int) -> None:
+        import PyNvVideoCodec as nvc
+        import torch
+
+        self._nvc: Any = nvc
+        device = torch.device("cuda", gpu_id)
+        self._cuda_stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
+        self._decoder: Any = nvc.CreateDecoder(
+            gpuid=gpu_id,
+            codec=getattr(nvc.cudaVideoCodec, NVDEC_CODECS[stream.codec_context.name]),
+            usedevicememory=True,
+        )
+        self._annexb = AnnexB(stream)
+        self._timestamps = True
+        self._thread = threading.local()
+        """``stream_set``: the CUDA stream made current in the thread taking pictures."""
+
+    def decode(self, packet: VideoPacket) -> list[DecodedPicture]:
+        if packet.pts is None:  # raw elementary streams: the reader counts frames instead
+            self._timestamps = False
+        return self._submit_all(self._annexb.convert(packet))
+
+    def flush(self) -> list[DecodedPicture]:
+        return self._submit_all([*self._annexb.convert(None), (b"", None)])
+
+    def _submit_all(self, units: list[tuple[AnnexBData, int | None]]) -> list[DecodedPicture]:
+        pictures: list[DecodedPicture] = []
+        for index, (data, pts) in enumerate(units):
+            if index and pictures:
+                # The next Decode call reuses the buffers of the pictures before it.
+                pictures = [_taken(picture) for picture in pictures]
+            # A packet is a buffer too: its bytes are read where they are.
+            pictures += self._submit(np.frombuffer(cast(bytes, data), np.uint8), pts)
+        return pictures
+
+    def _submit(self, data: np.ndarray, pts: int | None) -> list[DecodedPicture]:
+        """Decode the bytes of ``data`` (kept alive by the caller meanwhile); none: the end."""
+        nvc = self._nvc
+        packet = nvc.PacketData()
+        packet.bsl_data = data.ctypes.data if data.size else 0
+        packet.bsl = data.size
+        packet.pts = 0 if pts is None else pts
+        # An empty packet is the end of the stream: the decoder gives what it holds back
+        # (NVIDIA's NvDecoder flags it so itself; the flag is said too where the library has it).
+        flag = getattr(getattr(nvc, "VideoPacketFlag", None), "ENDOFSTREAM", None)
+        if not data.size and flag is not None:
+            try:
+                packet.decode_flag = flag
+            except TypeError:
+                packet.decode_flag = int(flag)
+        frames = self._decoder.Decode(packet)
+        return [
+            DecodedPicture(
+                int(frame.timestamp) if self._timestamps else None,
+                functools.partial(self._take, frame),
+            )
+            for frame in frames
+        ]
+
+    def _take(self, frame: Any) -> torch.Tensor:
+        import torch
+        from torch.utils.dlpack import from_dlpack
+
+        if getattr(self._thread, "stream_set", None) is not self._cuda_stream:
+            # The source's thread is the reader's alone: its stream is made current once, not
+            # entered per frame (a context manager per frame cost 10% of the decoding rate of
+            # 32 streams on an H100).
+            torch.cuda.set_stream(self._cuda_stream)
+            self._thread.stream_set = self._cuda_stream
+        view = from_dlpack(frame)  # makes the stream wait for the decoder's work on the picture
+        if view.ndim != 2 or view.dtype != torch.uint8:
+            raise SourceError(
+                f"NVDEC gave a {view.dtype} picture of shape {tuple(view.shape)}, not NV12"
+            )
+        image = view.clone(memory_format=torch.contiguous_format)
+        self._cuda_stream.synchronize()
+        return image
+
+    def close(self) -> None:
+        self._decoder = None
+
+
+def _taken(picture: DecodedPicture) -> DecodedPicture:
+    image = picture.take()
+    return DecodedPicture(picture.pts, lambda: image)
+
+
+@functools.cache
+def _nvdec_unavailable_reason(gpu_id: int) -> str | None:
+    if importlib.util.find_spec("PyNvVideoCodec") is None:
+        return "PyNvVideoCodec is not installed (pip install PyNvVideoCodec)"
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed (pip install torch, a CUDA build)"
+    import torch
+
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            return "this PyTorch is a CPU build (install a CUDA build of torch)"
+        return "no CUDA GPU is visible"
+    count = torch.cuda.device_count()
+    if gpu_id >= count:
+        return f"there is no GPU {gpu_id}: {count} visible"
+    try:
+        import PyNvVideoCodec  # noqa: F401
+    except Exception as error:  # a wheel for another CUDA, a missing driver library
+        return f"PyNvVideoCodec does not load: {error}"
+    return None
+
+
+class PyNvVideoCodecBackend:
+    """NVDEC through PyNvVideoCodec (``CreateDecoder(..., usedevicememory=True)``)."""
+
+    def unavailable_reason(self, gpu_id: int) -> str | None:
+        return _nvdec_unavailable_reason(gpu_id)
+
+    def device(self, gpu_id: int) -> str:
+        return f"cuda:{gpu_id}"
+
+    def open(self, stream: av.video.stream.VideoStream, gpu_id: int) -> DecoderSession:
+        return _PyNvVideoCodecSession(stream, gpu_id)
+
+
+BACKEND: DecoderBackend = PyNvVideoCodecBackend()
+"""Where :class:`NvdecReader` gets its decoders (replaced in tests)."""
+
+
+class NvdecReader(AvReader):
+    """An :class:`AvReader` decoding on GPU ``gpu_id``: frames are NV12 tensors there.
+
+    Args:
+        gpu_id: the GPU whose NVDEC decodes.
+        strict: NVDEC was asked for by name (``decoder: nvdec``): a stream it cannot take is
+            decoded on the CPU with a warning (in ``warnings``); otherwise quietly.
+        **kwargs: as :class:`AvReader`.
+    """
+
+    def __init__(self, uri: str, name: str, *, gpu_id: int, strict: bool, **kwargs: Any) -> None:
+        super().__init__(uri, name, **kwargs)
+        self.gpu_id = gpu_id
+        self._strict = strict
+        self._backend = BACKEND
+        self.memory = ANY_MEMORY
+        self.tensor_device = self._backend.device(gpu_id)
+        self._session: DecoderSession | None = None
+        self._said: set[str] = set()
+
+    def _open(self) -> None:
+        super()._open()
+        self._start_session()
+
+    def _start_session(self) -> None:
+        assert self._stream is not None
+        stream = self._stream
+        reason = unsupported_reason(stream)
+        if reason is None:
+            try:
+                self._session = self._backend.open(stream, self.gpu_id)
+            except Exception as error:
+                reason = f"the hardware decoder did not start ({error})"
+                self._say(reason)
+        if self._session is None:
+            self._color_space = None
+            if self._strict and reason is not None:
+                self._say(reason)
+            return
+        from panoptes.media.gpu_image import color_space_name
+
+        context = stream.codec_context
+        self._color_space = color_space_name(
+            context.colorspace, context.color_range, full=context.pix_fmt == "yuvj420p"
+        )
+
+    def _say(self, reason: str) -> None:
+        """Warn once per reason (a reconnecting camera opens again and again)."""
+        if reason not in self._said:
+            self._said.add(reason)
+            self.warnings.append(f"decoder 'nvdec': {reason}; this stream is decoded on the CPU")
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _close(self) -> None:
+        self._close_session()
+        super()._close()
+
+    def _rewind(self) -> None:
+        super()._rewind()  # closes everything, this session included, and opens the file again
+        self._start_session()
+
+    def _decode_pass(self) -> Iterator[tuple[float | None, ImageMaker]]:
+        if self._session is None:
+            yield from super()._decode_pass()
+            return
+        assert self._container is not None and self._stream is not None
+        container, stream, session = self._container, self._stream, self._session
+        time_base = stream.time_base or Fraction(1, 1)
+        decoded_in_pass = 0
+        anchor_pts_s: float | None = None
+        frames_since_anchor = 0
+        corrupt_before_pass = self.corrupt_frames
+        demux_errors_in_a_row = 0
+        # Pictures an MP4 edit list cuts (before the start, at negative times): FFmpeg's decoder
+        # decodes their packets, for the pictures that refer to them, and drops them; NVDEC
+        # gives them back like any other, known by their pts.
+        discarded: set[int] = set()
+        finished = False
+        while not finished:
+            try:
+                # As AvReader._decode_pass, with NVDEC doing the decoding.
+                # None after the last packet: the decoder gives the pictures it holds back.
+                for packet in itertools.chain(container.demux(stream), [None]):
+                    if packet is not None:
+                        demux_errors_in_a_row = 0
+                        if not packet.size:  # FFmpeg's flush packet: the end comes below
+                            continue
+                        tap = self._packet_tap
+                        if tap is not None:
+                            tap(packet, self._tap_offset_s)
+                        if packet.is_discard and packet.pts is not None:
+                            discarded.add(packet.pts)
+                    for picture in self._decode(session, packet, decoded_in_pass):
+                        if picture.pts in discarded:
+                            discarded.discard(picture.pts)
+                            continue
+                        if picture.pts is not None:
+                            pts_s: float | None = float(picture.pts * time_base)
+                            anchor_pts_s, frames_since_anchor = pts_s, 0
+                        elif self._native_fps:
+                            # Raw elementary streams carry no timestamps: count frames.
+                            frames_since_anchor += 1
+                            pts_s = (
+                                decoded_in_pass / self._native_fps
+                                if anchor_pts_s is None
+                                else anchor_pts_s + frames_since_anchor / self._native_fps
+                            )
+                        else:
+                            pts_s = None
+                        decoded_in_pass += 1
+                        yield pts_s, picture.take
+                finished = True
+            except av.error.InvalidDataError as exc:
+                self.corrupt_frames += 1
+                demux_errors_in_a_row += 1
+                if demux_errors_in_a_row >= MAX_DEMUX_ERRORS_IN_A_ROW:
+                    raise SourceError(
+                        f"unreadable after {decoded_in_pass} frames: {demux_errors_in_a_row} "
+                        "damaged packets in a row",
+                        source=self.name,
+                    ) from exc
+            except (av.error.TimeoutError, av.error.ExitError) as exc:
+                raise SourceError(
+                    f"no data for {self._read_timeout_s:g} s after {decoded_in_pass} frames "
+                    "(stalled)",
+                    source=self.name,
+                ) from exc
+            except (av.error.FFmpegError, OSError) as exc:
+                if isinstance(exc, SourceError):
+                    raise
+                strerror = getattr(exc, "strerror", None) or str(exc)
+                raise SourceError(
+                    f"reading failed after {decoded_in_pass} frames: {strerror}", source=self.name
+                ) from exc
+        expected = self._native_frame_count
+        arrived = decoded_in_pass + self.corrupt_frames - corrupt_before_pass
+        if not self.is_live and expected and arrived < TRUNCATED_BELOW * expected:
+            raise SourceError(
+                f"ended after {arrived} of {expected} frames: the file looks truncated",
+                source=self.name,
+            )
+
+    def _decode(
+        self, session: DecoderSession, packet: VideoPacket | None, decoded: int
+    ) -> list[DecodedPicture]:
+        """``packet`` through the session (None: the end of the stream)."""
+        try:
+            return session.decode(packet) if packet is not None else session.flush()
+        except SourceError:
+            raise
+        except Exception as exc:  # the library's own errors: CUDA, an unsupported stream
+            raise SourceError(
+                f"the hardware decoder failed after {decoded} frames: {exc}", source=self.name
+            ) from exc
