@@ -82,6 +82,8 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
             text = f"{message.type.value.upper()}: {message.origin}: {message.text}"
         elif message.type is MessageType.STREAM_ENDED and not quiet:
             text = f"end of stream: {message.origin}"
+        elif message.type is MessageType.INFO and not quiet and _worth_saying(message):
+            text = f"{message.origin}: {message.text}"
         else:
             return
         with lock:
@@ -141,6 +143,13 @@ def run_pipeline(pipeline: Any, *, quiet: bool = False, progress: bool | None = 
     if not quiet:
         _echo(_summary_table(summary))
     return 0 if summary.ok else EXIT_FAILED_STREAMS
+
+
+def _worth_saying(message: Message) -> bool:
+    """INFO messages a user of the CLI needs: where an output is served (an RTSP URL), where
+    frames leave the GPU, which clip was recorded."""
+    data = message.data or {}
+    return any(key in data for key in ("url", "memory", "duration_s"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,14 +3,17 @@ each stream at its own path without a tiler, and a taken port is a build error."
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rtsp_real_clients import finish, frames_read, start_client
 
+from cli_tools import panoptes
 from panoptes import ConfigError, Pipeline
 
 
@@ -146,3 +149,14 @@ def test_a_finished_pipeline_frees_its_port() -> None:
     assert pipeline.run().ok
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # raises if the server still held it
+
+
+def test_the_cli_says_where_the_output_is_served(tmp_path: Path) -> None:
+    (tmp_path / "live.yaml").write_text(
+        "sources:\n  - {type: test-source, name: gate, frames: 20}\n"
+        "sinks:\n  - {type: rtsp, host: 127.0.0.1, port: 0, path: /cams}\n"
+        "perf: {interval_s: 0}\n"
+    )
+    result = panoptes("run", "live.yaml", "--no-progress", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"rtsp0: serving gate at rtsp://127\.0\.0\.1:\d+/cams/gate", result.stderr)
