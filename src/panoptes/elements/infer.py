@@ -21,6 +21,7 @@ from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import NO_ID, TensorMeta
+from panoptes.core.negotiation import ANY_MEMORY, CPU, CPU_ONLY
 
 
 class PreprocessOverrides(ElementProperties):
@@ -519,6 +520,15 @@ class Infer(Element):
             )
         raise ConfigError(reason, f"{place}.operate_on_gie_id")
 
+    def input_memory(self) -> frozenset[str]:
+        """A primary detector on backend torch takes device tensors as they are (on its device or
+        any: ``device: cpu`` runs the same tensor path on torch's CPU device) besides numpy
+        arrays; everything else takes numpy arrays."""
+        props = self.props
+        if props.backend == "torch" and props.process_mode == "primary":
+            return ANY_MEMORY
+        return CPU_ONLY
+
     @property
     def preferred_batch(self) -> int:
         """One frame per model instance at least, so that every instance has work, and a torch
@@ -567,9 +577,33 @@ class Infer(Element):
         self._forget(batch)
         if not frames:
             return batch, frames, None
-        images = [frame.image for frame in frames]
         keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
-        return batch, frames, self.detector.submit(images, keep_tensors=keep_tensors)
+        on_host = [frame for frame in frames if frame.memory == CPU]
+        if len(on_host) == len(frames):
+            images = [frame.image for frame in frames]
+            return batch, frames, self.detector.submit(images, keep_tensors=keep_tensors)
+        # Device frames (the GPU mux's RGB [3, H, W] views of one batch tensor) go to the model
+        # as they are: pixels never come to the host, only the kept boxes do. Frames of a CPU
+        # source in the same batch go as numpy, in a call of their own.
+        on_device = [frame for frame in frames if frame.memory != CPU]
+        results_of = [
+            self.detector.submit(
+                [frame.tensor for frame in on_device], keep_tensors=keep_tensors, layout="chw-rgb"
+            )
+        ]
+        if on_host:
+            images = [frame.image for frame in on_host]
+            results_of.append(self.detector.submit(images, keep_tensors=keep_tensors))
+
+        def in_frame_order() -> list[Any]:
+            by_frame = {
+                id(frame): result
+                for group, results in zip((on_device, on_host), results_of, strict=False)
+                for frame, result in zip(group, results(), strict=True)
+            }
+            return [by_frame[id(frame)] for frame in frames]
+
+        return batch, frames, in_frame_order
 
     def _forget(self, batch: Batch) -> None:
         """Free the state of streams that ended and of tracks the tracker ended."""

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from panoptes.models.parsers import (
 from panoptes.models.postprocess import filter_candidates
 from panoptes.models.preprocess import Preprocessor, PreprocessSpec
 from panoptes.models.zoo import resolve_model
+
+if TYPE_CHECKING:
+    from panoptes.models.gpu.preprocess import ImageLayout
 
 __all__ = ["Detections", "Detector", "DetectorResult", "ModelWarning"]
 
@@ -242,21 +245,39 @@ class Detector:
         """The name of ``class_id`` (``class_<id>`` beyond the labels)."""
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else f"class_{class_id}"
 
+    @property
+    def takes_tensors(self) -> bool:
+        """True when the model runs on a device backend, which also takes torch tensors."""
+        return self._device_path is not None
+
     def detect(
-        self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
+        self,
+        images: Sequence[Any],
+        *,
+        keep_tensors: bool = False,
+        layout: ImageLayout = "hwc-bgr",
     ) -> list[DetectorResult]:
         """Detect objects in BGR HWC uint8 ``images``: one result per image, in the same order.
 
         A model with a dynamic batch dimension runs all the images in one call; a fixed batch
         runs them in chunks of that size (the last one padded with blank frames). On a device
-        backend the images may also be uint8 [H, W, 3] BGR tensors (on that device or not).
+        backend (:attr:`takes_tensors`) the images may also be uint8 tensors (on that device or
+        not): [H, W, 3] BGR, or [3, H, W] RGB with ``layout`` ``chw-rgb``, the mux's form on
+        the GPU. Only the kept boxes come back to the host.
         """
+        if layout != "hwc-bgr" and self._device_path is None:
+            raise ModelError(
+                f"layout {layout}: this model runs on the host and takes BGR [H, W, 3] arrays; "
+                "use a device backend (backend torch) for tensors"
+            )
         results: list[DetectorResult] = []
         step = self.batch_size or max(1, len(images))
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
             if self._device_path is not None:
-                kept, letterboxes, outputs = self._device_path(chunk, keep_tensors=keep_tensors)
+                kept, letterboxes, outputs = self._device_path(
+                    chunk, layout=layout, keep_tensors=keep_tensors
+                )
                 rows = len(chunk)
             else:
                 kept, letterboxes, outputs, rows = self._detect_on_host(chunk)
@@ -267,9 +288,11 @@ class Detector:
                         name: array[index] if array.ndim and len(array) == rows else array
                         for name, array in outputs.items()
                     }
+                shape = tuple(image.shape)
+                height_width = shape[1:3] if layout == "chw-rgb" else shape[:2]
                 results.append(
                     DetectorResult(
-                        _to_image(kept[index], letterbox, image.shape), letterbox, tensors
+                        _to_image(kept[index], letterbox, height_width), letterbox, tensors
                     )
                 )
         return results
@@ -315,9 +338,9 @@ class Detector:
         )
 
 
-def _to_image(kept: Candidates, letterbox: Letterbox, image_shape: tuple[int, ...]) -> Detections:
-    """Candidates in network pixels -> detections in the pixels of an image of ``image_shape``."""
-    height, width = image_shape[:2]
+def _to_image(kept: Candidates, letterbox: Letterbox, height_width: tuple[int, ...]) -> Detections:
+    """Candidates in network pixels -> detections in the pixels of an image ``height_width``."""
+    height, width = height_width
     xyxy = letterbox.to_source(kept.xyxy)
     np.clip(xyxy[:, 0::2], 0.0, width, out=xyxy[:, 0::2])
     np.clip(xyxy[:, 1::2], 0.0, height, out=xyxy[:, 1::2])

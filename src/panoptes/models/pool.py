@@ -18,12 +18,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from panoptes.models.detector import Detector, DetectorResult
 from panoptes.models.preprocess import PreprocessSpec
+
+if TYPE_CHECKING:
+    from panoptes.models.gpu.preprocess import ImageLayout
 
 _STOP = object()
 
@@ -116,24 +119,42 @@ class DetectorPool:
             futures.append(future)
         return futures
 
+    @property
+    def takes_tensors(self) -> bool:
+        """As :attr:`Detector.takes_tensors`."""
+        return self._detectors[0].takes_tensors
+
     def submit(
-        self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
+        self,
+        images: Sequence[Any],
+        *,
+        keep_tensors: bool = False,
+        layout: ImageLayout = "hwc-bgr",
     ) -> Callable[[], list[DetectorResult]]:
-        """Queue ``images`` for detection; call the returned function for the results."""
+        """Queue ``images`` for detection (see :meth:`Detector.detect` for ``layout``); call the
+        returned function for the results."""
         if not self._workers:
-            results = self._detectors[0].detect(images, keep_tensors=keep_tensors)
+            results = self._detectors[0].detect(images, keep_tensors=keep_tensors, layout=layout)
             return lambda: results
         futures = self._spread(
             len(images),
-            lambda part: lambda detector: detector.detect(images[part], keep_tensors=keep_tensors),
+            lambda part: (
+                lambda detector: detector.detect(
+                    images[part], keep_tensors=keep_tensors, layout=layout
+                )
+            ),
         )
         return lambda: [result for future in futures for result in future.result()]
 
     def detect(
-        self, images: Sequence[np.ndarray], *, keep_tensors: bool = False
+        self,
+        images: Sequence[Any],
+        *,
+        keep_tensors: bool = False,
+        layout: ImageLayout = "hwc-bgr",
     ) -> list[DetectorResult]:
         """As :meth:`Detector.detect`, the images shared among the instances."""
-        return self.submit(images, keep_tensors=keep_tensors)()
+        return self.submit(images, keep_tensors=keep_tensors, layout=layout)()
 
     def run_tensors(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model alone on an NCHW ``batch``, shared as :meth:`detect` shares images; each

@@ -1,0 +1,423 @@
+"""GPU pipeline benchmark: N camera streams decoded by NVDEC, batched, detected and tracked on
+one GPU, against the decoders' own ceiling measured in the same run.
+
+For each clip (the shared Retail02 1080p30 HEVC clip, and the same re-encoded to H.264 with
+PyAV's libx264, veryfast, crf 26, cached in ``--work-dir``) and each stream count N, every stream
+a looping file read as fast as it goes:
+
+(a) decode-only ceiling: N decoders in Python threads of one process, total frames/s, through
+    panoptes' NVDEC reader (``open_reader(..., decoder="nvdec").frames()``: demuxing in PyAV,
+    each picture copied out of the decoder) and through PyNvVideoCodec's own demuxer and
+    decoder (``CreateDemuxer`` + ``CreateDecoder``, pictures left where they are);
+(b) panoptes end to end: a Pipeline of N ``decoder: nvdec`` sources, the mux letterboxing to
+    416×416, yolox-nano on ``backend: torch`` (fp16, a fixed batch of ``min(N, --batch-size)``,
+    CUDA graphs), ByteTrack and a fakesink; frames/s counted after the tracker;
+(c) during (b): GPU utilisation (NVML, sampled) and CPU use (the process's CPU seconds per
+    second, in cores, and the machine's busy share);
+(d) the ratio of (b) to the reader's ceiling, and the streams held in real time (fps / 30).
+
+Each figure is counted over ``--measure-s`` seconds after ``--warmup-s`` seconds of warm-up (the
+pipeline's model loading and first batches excluded).
+
+On a GPU machine: ``python benchmarks/gpu_pipeline.py --out results.json``. A smoke check on a
+CPU (software decoding into numpy, the model on torch's CPU device, two streams):
+``python benchmarks/gpu_pipeline.py --device cpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from panoptes import Batch, Pipeline
+from panoptes.media.reader import Decoder, open_reader
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("PANOPTES_TEST_ASSETS") or REPO / ".." / "shared" / "assets").resolve()
+HEVC_CLIP = ASSETS / "videos" / "Retail02_short.mp4"
+CLIP_FPS = 30.0
+NETWORK_WH = (416, 416)
+
+
+def h264_clip(source: Path, work_dir: Path) -> Path:
+    """``source`` re-encoded to H.264 (libx264, veryfast, crf 26) once, kept in ``work_dir``."""
+    import av
+
+    destination = work_dir / f"{source.stem}_h264_crf26.mp4"
+    if destination.is_file():
+        return destination
+    work_dir.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".partial.mp4")
+    with av.open(str(source)) as input_container, av.open(str(partial), "w") as output:
+        input_stream = input_container.streams.video[0]
+        rate = Fraction(input_stream.average_rate or int(CLIP_FPS))
+        stream = output.add_stream("libx264", rate=rate)
+        stream.width = input_stream.codec_context.width
+        stream.height = input_stream.codec_context.height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "26"}
+        for index, frame in enumerate(input_container.decode(input_stream)):
+            picture = frame.reformat(format="yuv420p")
+            picture.pts, picture.time_base = index, 1 / rate
+            output.mux(stream.encode(picture))
+        output.mux(stream.encode(None))
+    partial.rename(destination)
+    return destination
+
+
+def threaded_rate(
+    streams: int, work: Callable[[threading.Event, list[int]], None], args: argparse.Namespace
+) -> float:
+    """Total items/s of ``streams`` threads running ``work(stop, count)``, which adds to
+    ``count[0]`` until ``stop`` is set; counted over the measuring window only."""
+    stop = threading.Event()
+    counts = [[0] for _ in range(streams)]
+    errors: list[BaseException] = []
+
+    def guarded(count: list[int]) -> None:
+        try:
+            work(stop, count)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(c,), daemon=True) for c in counts]
+    for thread in threads:
+        thread.start()
+    time.sleep(args.warmup_s)
+    start, began = sum(c[0] for c in counts), time.monotonic()
+    time.sleep(args.measure_s)
+    fps = (sum(c[0] for c in counts) - start) / (time.monotonic() - began)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {streams} decoders failed: {errors[0]!r}")
+    return fps
+
+
+def reader_work(clip: Path, decoder: Decoder) -> Callable[[threading.Event, list[int]], None]:
+    def work(stop: threading.Event, count: list[int]) -> None:
+        reader = open_reader(str(clip), decoder=decoder, loop=True)
+        try:
+            for _ in reader.frames(stop):
+                count[0] += 1
+        finally:
+            reader.close()
+
+    return work
+
+
+def pynvvideocodec_work(clip: Path) -> Callable[[threading.Event, list[int]], None]:
+    """PyNvVideoCodec's demuxer and decoder, the file reopened at its end (as GPU.md measured)."""
+    import PyNvVideoCodec as nvc
+
+    def work(stop: threading.Event, count: list[int]) -> None:
+        while not stop.is_set():
+            demuxer = nvc.CreateDemuxer(str(clip))
+            decoder = nvc.CreateDecoder(gpuid=0, codec=demuxer.GetNvCodecId(), usedevicememory=True)
+            for packet in demuxer:
+                if stop.is_set():
+                    return
+                count[0] += len(decoder.Decode(packet))
+
+    return work
+
+
+class UsageSampler:
+    """Samples GPU utilisation (NVML, else nvidia-smi) and the machine's CPU busy share every
+    ``period_s`` between :meth:`start` and :meth:`stop`; the process's CPU seconds are read at
+    both ends."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self.gpu_percent: list[float] = []
+        self.cpu_percent: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usage-sampler", daemon=True)
+        self._process_s = 0.0
+        self._wall_s = 0.0
+        self.gpu_source = "none"
+
+    def _gpu_reader(self) -> Callable[[], float] | None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.gpu_source = "nvml"
+            return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except Exception:
+            pass
+        try:
+            subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        self.gpu_source = "nvidia-smi"
+
+        def query() -> float:
+            output = subprocess.run(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            return float(output.split()[0])
+
+        return query
+
+    def _run(self) -> None:
+        gpu = self._gpu_reader()
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
+        if psutil is not None:
+            psutil.cpu_percent(interval=None)
+        while not self._stop.wait(self.period_s):
+            if gpu is not None:
+                self.gpu_percent.append(gpu())
+            if psutil is not None:
+                self.cpu_percent.append(float(psutil.cpu_percent(interval=None)))
+
+    def start(self) -> None:
+        times = os.times()
+        self._process_s = times.user + times.system
+        self._wall_s = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        times = os.times()
+        cores = (times.user + times.system - self._process_s) / (time.monotonic() - self._wall_s)
+        self._stop.set()
+        self._thread.join(10)
+
+        def mean(values: list[float]) -> float | None:
+            return round(sum(values) / len(values), 1) if values else None
+
+        return {
+            "gpu_util_percent_mean": mean(self.gpu_percent),
+            "gpu_util_percent_max": max(self.gpu_percent, default=None),
+            "gpu_util_samples": len(self.gpu_percent),
+            "gpu_util_source": self.gpu_source,
+            "machine_cpu_percent_mean": mean(self.cpu_percent),
+            "process_cpu_cores": round(cores, 2),
+            "cpu_count": os.cpu_count(),
+        }
+
+
+@contextmanager
+def running(pipeline: Pipeline) -> Iterator[Pipeline]:
+    pipeline.start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        pipeline.wait(60)
+
+
+def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    """(b) and (c): the whole pipeline's frames/s after the tracker, and what it used."""
+    batch = min(streams, args.batch_size)
+    on_gpu = args.device == "cuda"
+    config = {
+        "sources": [
+            {"uri": str(clip), "decoder": "nvdec" if on_gpu else "cpu", "loop": True}
+            for _ in range(streams)
+        ],
+        "mux": {"width": NETWORK_WH[0], "height": NETWORK_WH[1], "batch_size": batch},
+        "infer": [
+            {
+                "model": "yolox-nano",
+                "backend": "torch",
+                "device": args.device,
+                "precision": "fp16" if on_gpu else "fp32",
+                "batch_size": batch,
+            }
+        ],
+        "tracker": {"type": "bytetrack"},
+        "sinks": [{"type": "fakesink"}],
+        "perf": {"interval_s": 0},
+    }
+    pipeline = Pipeline(config)
+    counted = [0]
+    objects = [0]
+
+    def count(batch: Batch) -> None:
+        counted[0] += len(batch.frames)
+        objects[0] += sum(len(frame.objects) for frame in batch.frames)
+
+    pipeline.add_probe("tracker", count)
+    built = time.monotonic()
+    with running(pipeline):
+        while counted[0] == 0 and time.monotonic() - built < args.start_timeout_s:
+            time.sleep(0.05)
+        first_batch_s = time.monotonic() - built
+        time.sleep(args.warmup_s)
+        sampler = UsageSampler()
+        start_frames, start_objects = counted[0], objects[0]
+        sampler.start()
+        began = time.monotonic()
+        time.sleep(args.measure_s)
+        frames = counted[0] - start_frames
+        elapsed = time.monotonic() - began
+        usage = sampler.stop()
+        found = objects[0] - start_objects
+    return {
+        "fps": frames / elapsed,
+        "frames": frames,
+        "objects_per_frame": round(found / max(1, frames), 2),
+        "batch_size": batch,
+        "first_batch_s": round(first_batch_s, 2),
+        "conversions": [conversion.describe() for conversion in pipeline.conversions],
+        "stages": [stats.name for stats in pipeline.element_stats()],
+        **usage,
+    }
+
+
+def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    decoder: Decoder = "nvdec" if args.device == "cuda" else "cpu"
+    row: dict[str, Any] = {"clip": clip_name, "streams": streams}
+    row["reader_fps"] = threaded_rate(streams, reader_work(clip, decoder), args)
+    if args.device == "cuda":
+        row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args)
+    try:
+        e2e = end_to_end(clip, streams, args)
+    except Exception as error:
+        # Kept in the report beside the decoders' figures, which stand on their own.
+        row["error"] = f"{type(error).__name__}: {error}"
+        return row
+    row["e2e"] = e2e
+    row["e2e_fps"] = e2e["fps"]
+    row["e2e_over_reader"] = e2e["fps"] / row["reader_fps"] if row["reader_fps"] else None
+    if row.get("pynvvideocodec_fps"):
+        row["e2e_over_pynvvideocodec"] = e2e["fps"] / row["pynvvideocodec_fps"]
+    row["streams_real_time"] = e2e["fps"] / CLIP_FPS
+    row["reader_streams_real_time"] = row["reader_fps"] / CLIP_FPS
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'clip':<6} {'N':>4} {'reader':>8} {'pynvvc':>8} {'e2e':>8} {'e2e/rdr':>8} "
+        f"{'rt strm':>8} {'gpu %':>6} {'cpu cores':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        if "e2e" not in row:
+            lines.append(f"{row['clip']:<6} {row['streams']:>4} {row['reader_fps']:>8.0f}  failed")
+            continue
+        e2e = row["e2e"]
+        pynv = row.get("pynvvideocodec_fps")
+        gpu = e2e["gpu_util_percent_mean"]
+        lines.append(
+            f"{row['clip']:<6} {row['streams']:>4} {row['reader_fps']:>8.0f} "
+            f"{'-' if pynv is None else round(pynv):>8} {row['e2e_fps']:>8.0f} "
+            f"{row['e2e_over_reader'] or 0:>8.2f} {row['streams_real_time']:>8.1f} "
+            f"{'-' if gpu is None else gpu:>6} {e2e['process_cpu_cores']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": args.device,
+    }
+    if args.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+        try:
+            import PyNvVideoCodec as nvc
+
+            info["pynvvideocodec"] = getattr(nvc, "__version__", "unknown")
+        except ImportError:
+            info["pynvvideocodec"] = None
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--streams", type=int, nargs="+", help="default 32 64 128 (cpu: 2)")
+    parser.add_argument("--clips", nargs="+", choices=["h264", "hevc"], default=["h264", "hevc"])
+    parser.add_argument("--batch-size", type=int, default=64, help="largest model batch")
+    parser.add_argument("--warmup-s", type=float, help="default 2 (cpu: 1)")
+    parser.add_argument("--measure-s", type=float, help="default 5 (cpu: 2)")
+    parser.add_argument("--start-timeout-s", type=float, default=120.0)
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/panoptes-bench"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu_pipeline.json")
+    args = parser.parse_args(argv)
+    # The shared models stand in for the zoo's downloads.
+    os.environ.setdefault("PANOPTES_MODEL_PATH", str(ASSETS / "models"))
+    smoke = args.device == "cpu"
+    args.streams = args.streams or ([2] if smoke else [32, 64, 128])
+    args.warmup_s = args.warmup_s if args.warmup_s is not None else (1.0 if smoke else 2.0)
+    args.measure_s = args.measure_s if args.measure_s is not None else (2.0 if smoke else 5.0)
+    if smoke:
+        import torch
+
+        # The model on torch's CPU device shares the cores with the decoders.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+
+    started = time.monotonic()
+    clips = {"hevc": HEVC_CLIP}
+    if "h264" in args.clips:
+        began = time.monotonic()
+        clips["h264"] = h264_clip(HEVC_CLIP, args.work_dir)
+        print(f"h264 clip ready in {time.monotonic() - began:.1f} s: {clips['h264']}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for clip_name in args.clips:
+        for streams in args.streams:
+            row = measure(clip_name, clips[clip_name], streams, args)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            write_report(args, clips, rows, started)
+    write_report(args, clips, rows, started)
+    print(f"wrote {args.out}")
+    print(table(rows))
+    return 0
+
+
+def write_report(
+    args: argparse.Namespace, clips: dict[str, Path], rows: list[dict[str, Any]], started: float
+) -> None:
+    """The JSON report of the rows so far (written after each, so a cut run keeps them)."""
+    smoke = args.device == "cpu"
+    report = {
+        "benchmark": "gpu_pipeline",
+        "command": " ".join(["benchmarks/gpu_pipeline.py", *sys.argv[1:]]),
+        "environment": environment(args),
+        "settings": {
+            "network_wh": NETWORK_WH,
+            "model": "yolox-nano",
+            "precision": "fp32" if smoke else "fp16",
+            "tracker": "bytetrack",
+            "warmup_s": args.warmup_s,
+            "measure_s": args.measure_s,
+            "clip_fps": CLIP_FPS,
+            "clips": {name: str(path) for name, path in clips.items()},
+        },
+        "results": rows,
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
