@@ -245,10 +245,11 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
                 "batch_size": batch,
             }
         ],
-        "tracker": {"type": "bytetrack"},
         "sinks": [{"type": "fakesink"}],
         "perf": {"interval_s": 0},
     }
+    if args.tracker:
+        config["tracker"] = {"type": "bytetrack"}
     pipeline = Pipeline(config)
     counted = [0]
     objects = [0]
@@ -257,7 +258,7 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         counted[0] += len(batch.frames)
         objects[0] += sum(len(frame.objects) for frame in batch.frames)
 
-    pipeline.add_probe("tracker", count)
+    pipeline.add_probe("tracker" if args.tracker else "infer0", count)
     built = time.monotonic()
     with running(pipeline):
         while counted[0] == 0 and time.monotonic() - built < args.start_timeout_s:
@@ -266,11 +267,20 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         time.sleep(args.warmup_s)
         sampler = UsageSampler()
         start_frames, start_objects = counted[0], objects[0]
+        busy_before = {stats.name: stats.busy_s for stats in pipeline.element_stats()}
+        mux_before = pipeline.mux_busy_s
         sampler.start()
         began = time.monotonic()
         time.sleep(args.measure_s)
         frames = counted[0] - start_frames
         elapsed = time.monotonic() - began
+        # The share of the measured time each stage's thread spent working: a stage near 1.0
+        # is the one that binds.
+        busy = {
+            stats.name: round((stats.busy_s - busy_before.get(stats.name, 0.0)) / elapsed, 3)
+            for stats in pipeline.element_stats()
+        }
+        busy["mux"] = round((pipeline.mux_busy_s - mux_before) / elapsed, 3)
         usage = sampler.stop()
         found = objects[0] - start_objects
     return {
@@ -281,6 +291,7 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         "first_batch_s": round(first_batch_s, 2),
         "conversions": [conversion.describe() for conversion in pipeline.conversions],
         "stages": [stats.name for stats in pipeline.element_stats()],
+        "busy_share": busy,
         **usage,
     }
 
@@ -356,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, nargs="+", help="default 32 64 128 (cpu: 2)")
     parser.add_argument("--clips", nargs="+", choices=["h264", "hevc"], default=["h264", "hevc"])
     parser.add_argument("--batch-size", type=int, default=64, help="largest model batch")
+    parser.add_argument(
+        "--no-tracker", dest="tracker", action="store_false", help="leave the tracker out"
+    )
     parser.add_argument("--warmup-s", type=float, help="default 2 (cpu: 1)")
     parser.add_argument("--measure-s", type=float, help="default 5 (cpu: 2)")
     parser.add_argument("--start-timeout-s", type=float, default=120.0)

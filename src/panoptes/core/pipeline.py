@@ -143,6 +143,8 @@ class Pipeline:
         self._end_time = 0.0
         self._batch_count = 0
         self.mux = Mux(config.mux, self._condition)
+        self.mux_busy_s = 0.0
+        """Seconds the mux thread spent converting batches (GPU frames), not waiting."""
         self._stages: list[_Stage] = []
         self._built = False
         self._threads: list[threading.Thread] = []
@@ -637,11 +639,13 @@ class Pipeline:
                 # Taken just before the removal: a removed stream's frames go no further.
                 frames = [frame for frame in frames if frame.source_id not in removed]
             if frames:
+                started_s = time.perf_counter()
                 try:
                     self.mux.finish(frames)
                 except Exception as error:  # a GPU failure: these frames cannot go on
                     self.bus.error("mux", f"failed to convert a batch: {error!r}")
                     frames = []
+                self.mux_busy_s += time.perf_counter() - started_s
             if frames is None:
                 if events:
                     self._deliver(Batch([], self._batch_count, events, time.monotonic()), outputs)
