@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import socket
 import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import av
@@ -17,6 +19,11 @@ import av.video.stream
 
 from panoptes.core.errors import SourceError
 from panoptes.media._base import BaseReader, ImageMaker, PacketTap
+
+if TYPE_CHECKING:
+    import av.packet
+
+    VideoPacket = av.packet.Packet[av.video.stream.VideoStream]
 
 #: Below this share of the header's frame count, a file that ends is reported as truncated. Real
 #: files miss a few frames of their header (person-bicycle-car-detection.mp4 decodes 459 of 467).
@@ -157,23 +164,19 @@ class AvReader(BaseReader):
         frames_since_anchor = 0
         corrupt_before_pass = self.corrupt_frames
         demux_errors_in_a_row = 0
+        self._begin_pass()
         finished = False
         while not finished:
             try:
                 # Demuxing only the video stream keeps audio packets away from any decoder.
-                for packet in container.demux(stream):
-                    demux_errors_in_a_row = 0
-                    tap = self._packet_tap
-                    if tap is not None and packet.size:  # size 0: the flush packet at the end
-                        tap(packet, self._tap_offset_s)
-                    try:
-                        frames = packet.decode()
-                    except av.error.InvalidDataError:
-                        # A damaged packet: FFmpeg rejected it; the next keyframe resyncs.
-                        self.corrupt_frames += 1
-                        continue
-                    for frame in frames:
-                        pts_s = frame.time
+                # None after the last packet: the decoder gives back the pictures it holds.
+                for packet in itertools.chain(container.demux(stream), [None]):
+                    if packet is not None:
+                        demux_errors_in_a_row = 0
+                        tap = self._packet_tap
+                        if tap is not None and packet.size:  # size 0: FFmpeg's flush packet
+                            tap(packet, self._tap_offset_s)
+                    for pts_s, make_image in self._decode_packet(packet, decoded_in_pass):
                         if pts_s is not None:
                             anchor_pts_s, frames_since_anchor = pts_s, 0
                         elif self._native_fps:
@@ -186,9 +189,7 @@ class AvReader(BaseReader):
                                 else anchor_pts_s + frames_since_anchor / self._native_fps
                             )
                         decoded_in_pass += 1
-                        if self.size_wh == (0, 0):
-                            self.size_wh = (frame.width, frame.height)
-                        yield pts_s, functools.partial(frame.to_ndarray, format="bgr24")
+                        yield pts_s, make_image
                 finished = True
             except av.error.InvalidDataError as exc:
                 self.corrupt_frames += 1
@@ -206,6 +207,8 @@ class AvReader(BaseReader):
                     source=self.name,
                 ) from exc
             except (av.error.FFmpegError, OSError) as exc:
+                if isinstance(exc, SourceError):  # a decoder's own, already explained
+                    raise
                 strerror = getattr(exc, "strerror", None) or str(exc)
                 raise SourceError(
                     f"reading failed after {decoded_in_pass} frames: {strerror}", source=self.name
@@ -218,6 +221,29 @@ class AvReader(BaseReader):
                 f"ended after {arrived} of {expected} frames: the file looks truncated",
                 source=self.name,
             )
+
+    def _begin_pass(self) -> None:
+        """Called before each pass through the stream (a decoder keeping state per pass)."""
+
+    def _decode_packet(
+        self, packet: VideoPacket | None, decoded: int
+    ) -> list[tuple[float | None, ImageMaker]]:
+        """The pictures ``packet`` completes, as ``(pts_s or None, make_image)``; ``packet``
+        None once the stream has ended. ``decoded``: pictures so far in this pass."""
+        if packet is None:
+            return []  # FFmpeg's own flush packet, demuxed last, has drained the decoder
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            # A damaged packet: FFmpeg rejected it; the next keyframe resyncs.
+            self.corrupt_frames += 1
+            return []
+        pictures: list[tuple[float | None, ImageMaker]] = []
+        for frame in frames:
+            if self.size_wh == (0, 0):
+                self.size_wh = (frame.width, frame.height)
+            pictures.append((frame.time, functools.partial(frame.to_ndarray, format="bgr24")))
+        return pictures
 
     def _rewind(self) -> None:
         # Reopening, rather than seeking, restarts every container and codec the same way

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -43,7 +42,7 @@ import numpy as np
 
 from panoptes.core.errors import SourceError
 from panoptes.core.negotiation import ANY_MEMORY
-from panoptes.media._av import MAX_DEMUX_ERRORS_IN_A_ROW, TRUNCATED_BELOW, AvReader
+from panoptes.media._av import AvReader
 from panoptes.media._base import ImageMaker
 
 if TYPE_CHECKING:
@@ -340,86 +339,33 @@ class NvdecReader(AvReader):
         super()._rewind()  # closes everything, this session included, and opens the file again
         self._start_session()
 
-    def _decode_pass(self) -> Iterator[tuple[float | None, ImageMaker]]:
-        if self._session is None:
-            yield from super()._decode_pass()
-            return
-        assert self._container is not None and self._stream is not None
-        container, stream, session = self._container, self._stream, self._session
-        time_base = stream.time_base or Fraction(1, 1)
-        decoded_in_pass = 0
-        anchor_pts_s: float | None = None
-        frames_since_anchor = 0
-        corrupt_before_pass = self.corrupt_frames
-        demux_errors_in_a_row = 0
+    def _begin_pass(self) -> None:
         # Pictures an MP4 edit list cuts (before the start, at negative times): FFmpeg's decoder
         # decodes their packets, for the pictures that refer to them, and drops them; NVDEC
         # gives them back like any other, known by their pts.
-        discarded: set[int] = set()
-        finished = False
-        while not finished:
-            try:
-                # As AvReader._decode_pass, with NVDEC doing the decoding.
-                # None after the last packet: the decoder gives the pictures it holds back.
-                for packet in itertools.chain(container.demux(stream), [None]):
-                    if packet is not None:
-                        demux_errors_in_a_row = 0
-                        if not packet.size:  # FFmpeg's flush packet: the end comes below
-                            continue
-                        tap = self._packet_tap
-                        if tap is not None:
-                            tap(packet, self._tap_offset_s)
-                        if packet.is_discard and packet.pts is not None:
-                            discarded.add(packet.pts)
-                    for picture in self._decode(session, packet, decoded_in_pass):
-                        if picture.pts in discarded:
-                            discarded.discard(picture.pts)
-                            continue
-                        if picture.pts is not None:
-                            pts_s: float | None = float(picture.pts * time_base)
-                            anchor_pts_s, frames_since_anchor = pts_s, 0
-                        elif self._native_fps:
-                            # Raw elementary streams carry no timestamps: count frames.
-                            frames_since_anchor += 1
-                            pts_s = (
-                                decoded_in_pass / self._native_fps
-                                if anchor_pts_s is None
-                                else anchor_pts_s + frames_since_anchor / self._native_fps
-                            )
-                        else:
-                            pts_s = None
-                        decoded_in_pass += 1
-                        yield pts_s, picture.take
-                finished = True
-            except av.error.InvalidDataError as exc:
-                self.corrupt_frames += 1
-                demux_errors_in_a_row += 1
-                if demux_errors_in_a_row >= MAX_DEMUX_ERRORS_IN_A_ROW:
-                    raise SourceError(
-                        f"unreadable after {decoded_in_pass} frames: {demux_errors_in_a_row} "
-                        "damaged packets in a row",
-                        source=self.name,
-                    ) from exc
-            except (av.error.TimeoutError, av.error.ExitError) as exc:
-                raise SourceError(
-                    f"no data for {self._read_timeout_s:g} s after {decoded_in_pass} frames "
-                    "(stalled)",
-                    source=self.name,
-                ) from exc
-            except (av.error.FFmpegError, OSError) as exc:
-                if isinstance(exc, SourceError):
-                    raise
-                strerror = getattr(exc, "strerror", None) or str(exc)
-                raise SourceError(
-                    f"reading failed after {decoded_in_pass} frames: {strerror}", source=self.name
-                ) from exc
-        expected = self._native_frame_count
-        arrived = decoded_in_pass + self.corrupt_frames - corrupt_before_pass
-        if not self.is_live and expected and arrived < TRUNCATED_BELOW * expected:
-            raise SourceError(
-                f"ended after {arrived} of {expected} frames: the file looks truncated",
-                source=self.name,
-            )
+        self._discarded: set[int] = set()
+
+    def _decode_packet(
+        self, packet: VideoPacket | None, decoded: int
+    ) -> list[tuple[float | None, ImageMaker]]:
+        session = self._session
+        if session is None:  # the CPU fallback
+            return super()._decode_packet(packet, decoded)
+        if packet is not None:
+            if not packet.size:  # FFmpeg's flush packet: NVDEC is drained by None below
+                return []
+            if packet.is_discard and packet.pts is not None:
+                self._discarded.add(packet.pts)
+        assert self._stream is not None
+        time_base = self._stream.time_base or Fraction(1, 1)
+        pictures: list[tuple[float | None, ImageMaker]] = []
+        for picture in self._decode(session, packet, decoded):
+            if picture.pts in self._discarded:
+                self._discarded.discard(picture.pts)
+                continue
+            pts_s = None if picture.pts is None else float(picture.pts * time_base)
+            pictures.append((pts_s, picture.take))
+        return pictures
 
     def _decode(
         self, session: DecoderSession, packet: VideoPacket | None, decoded: int
