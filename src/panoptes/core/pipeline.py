@@ -518,7 +518,7 @@ class Pipeline:
         source.open()
         self._say_source_warnings(stream, source)
         freshest = getattr(source, "keeps_freshest", source.is_live)
-        stream.queue.leaky = source.is_live or freshest
+        stream.queue.leaky = freshest
         stream.queue.maxsize = 1 if freshest else stream.queue.capacity
         stream.stats.expected_frames = source.expected_frames
         fps = getattr(source, "fps", None)
