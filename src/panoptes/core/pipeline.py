@@ -804,12 +804,13 @@ class Pipeline:
                 errors=s.stats.errors,
                 error=s.error,
             )
-            for s in self._all_streams()
+            for s in self.all_streams()
         ]
         return RunSummary(elapsed, streams, self.bus.errors())
 
-    def _all_streams(self) -> list[Stream]:
-        """Every stream of the run, retired ones included, by source id."""
+    def all_streams(self) -> list[Stream]:
+        """Every stream of the run, those that ended, failed or were removed included, by
+        source id (:meth:`streams` has only those still in the pipeline)."""
         with self._streams_lock:
             everything = [*self._retired, *self._streams.values()]
         return sorted(everything, key=lambda stream: stream.source_id)
@@ -848,7 +849,7 @@ class Pipeline:
     def expected_frames(self) -> int | None:
         """Frames the whole run will deliver, when every stream is a file of known length."""
         total = 0
-        for stream in self._all_streams():
+        for stream in self.all_streams():
             if stream.stats.expected_frames is None:
                 if stream.state in (StreamState.FAILED, StreamState.REMOVED):
                     continue

@@ -153,7 +153,7 @@ class RtspSink(Element):
         self._mounts[frame.source_id] = mount
         self._encoders[frame.source_id] = encoder
         self._paths[frame.source_id] = path
-        url = self.server.url(path, host=_display_host(self.props.host))
+        url = self.server.url(path)
         self.bus.post(
             Message(
                 MessageType.INFO,
@@ -195,8 +195,3 @@ class RtspSink(Element):
             # Nothing else is served on this port: free it (``panoptes validate`` builds this
             # sink too, and a finished pipeline should not keep a port open).
             server.stop()
-
-
-def _display_host(host: str) -> str:
-    """The host to print in URLs: a wildcard address becomes ``localhost``."""
-    return "localhost" if host in ("0.0.0.0", "::", "") else host

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -91,9 +90,6 @@ class StreamTable:
         self.window_s = window_s
         self._lock = threading.Lock()
         self._rates: dict[int, _FrameRate] = {}
-        self._seen: dict[int, Stream] = {}
-        """Every stream seen in the pipeline: the object keeps its counters after it leaves."""
-        self._uris: dict[int, str] = {}
         self._dismissed: set[int] = set()
         self._camera_ids: dict[str, int] = {}
 
@@ -104,23 +100,17 @@ class StreamTable:
         now_s = time.monotonic()
         rows: list[StreamRow] = []
         with self._lock:  # add() holds it too: a stream it adds is never half-known here
-            live = {stream.source_id: stream for stream in self.pipeline.streams()}
-            self._seen.update(live)
-            for summary in self.pipeline.summary().streams:
-                source_id = summary.source_id
-                stream = live.get(source_id) or self._seen.get(source_id)
-                state = stream.state.value if stream is not None else summary.state
-                if source_id in self._dismissed or state == StreamState.REMOVED.value:
+            live = {stream.source_id for stream in self.pipeline.streams()}
+            for stream in self.pipeline.all_streams():
+                source_id = stream.source_id
+                if source_id in self._dismissed or stream.state is StreamState.REMOVED:
                     continue
-                if source_id not in live and state not in _SHOWN_AFTER_LEAVING:
-                    continue
-                if stream is None:  # it left before it was ever listed
-                    rows.append(self._row_from_summary(summary))
+                if source_id not in live and stream.state.value not in _SHOWN_AFTER_LEAVING:
                     continue
                 rate = self._rates.setdefault(source_id, _FrameRate(self.window_s))
                 fps = rate.update(now_s, stream.stats.frames_out)
                 rows.append(self._row(stream, fps if source_id in live else 0.0))
-            self._forget_gone({row.source_id for row in rows} | set(live))
+            self._forget_gone({row.source_id for row in rows} | live)
         return rows
 
     def row(self, source_id: int) -> StreamRow:
@@ -162,29 +152,10 @@ class StreamTable:
             camera_id=self._camera_id(stream.source_id),
         )
 
-    def _row_from_summary(self, summary: Any) -> StreamRow:
-        return StreamRow(
-            source_id=summary.source_id,
-            name=summary.name,
-            uri=self._uris.get(summary.source_id, ""),
-            state=summary.state,
-            fps=0.0,
-            frames_out=summary.frames,
-            frames_decoded=summary.frames,  # not in the summary; at least the frames out
-            dropped=summary.dropped,
-            corrupt=summary.corrupt,
-            errors=summary.errors,
-            reconnects=0,
-            latency_s=None,
-            error=summary.error,
-            camera_id=self._camera_id(summary.source_id),
-        )
-
     def _forget_gone(self, kept: set[int]) -> None:
         """Drop the state of streams neither listed nor in the pipeline (removed, deleted)."""
-        for table in (self._rates, self._seen):
-            for source_id in [key for key in table if key not in kept]:
-                del table[source_id]
+        for source_id in [key for key in self._rates if key not in kept]:
+            del self._rates[source_id]
         for camera_id, source_id in list(self._camera_ids.items()):
             if source_id not in kept:
                 del self._camera_ids[camera_id]
@@ -213,8 +184,6 @@ class StreamTable:
                 self._dismissed.add(previous)
                 del self._camera_ids[camera_id]
             source_id = self.pipeline.add_source(props)
-            uri = props.get("uri", "") if isinstance(props, Mapping) else getattr(props, "uri", "")
-            self._uris[source_id] = str(uri)
             if camera_id is not None:
                 self._camera_ids[camera_id] = source_id
         return source_id
