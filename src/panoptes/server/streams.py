@@ -3,6 +3,7 @@ seconds, latency percentiles, and the DeepStream camera ids of the streams added
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -191,12 +192,12 @@ class StreamTable:
     def remove(self, source_id: int) -> None:
         """Remove a stream from the pipeline, or from the list when it already left (failed or
         ended). Raises UnknownStreamError for an id that is not listed."""
-        try:
+        # Checked first: a stream removed a moment ago is still in the pipeline (until the mux
+        # announces it) and removing it again would succeed there.
+        if source_id not in {row.source_id for row in self.rows()}:
+            raise UnknownStreamError(f"no stream with id {source_id}")
+        with contextlib.suppress(PipelineError):  # it ended or failed since: dismissed below
             self.pipeline.remove_source(source_id)
-        except PipelineError:
-            listed = {row.source_id for row in self.rows()}
-            if source_id not in listed:
-                raise UnknownStreamError(f"no stream with id {source_id}") from None
         with self._lock:
             self._dismissed.add(source_id)
             for camera_id, known in list(self._camera_ids.items()):
