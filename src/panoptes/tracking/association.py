@@ -74,13 +74,15 @@ def match_optimal(
     strong pair just because they are two.
     """
     allowed = similarity >= min_similarity
+    pair_rows, pair_cols = np.nonzero(allowed)
+    if len(pair_rows) == 0 or (allowed.sum(axis=0).max() == 1 and allowed.sum(axis=1).max() == 1):
+        # No row or column has a choice to make (objects apart from each other, the usual
+        # frame): every allowed pair is in the optimal assignment, and no solver is needed.
+        return pair_rows.astype(np.intp), pair_cols.astype(np.intp)
     # Rows and columns with no allowed pair cannot take part: dropping them shrinks the problem,
     # which matters when most tracks sit far from most detections.
     rows = np.flatnonzero(allowed.any(axis=1))
     cols = np.flatnonzero(allowed.any(axis=0))
-    if len(rows) == 0:
-        empty = np.zeros(0, np.intp)
-        return empty, empty
     sub_allowed = allowed[np.ix_(rows, cols)]
     # The tiny bonus makes a pair exactly at the threshold worth more than no pair at all.
     margin = np.where(

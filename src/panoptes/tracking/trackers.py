@@ -26,7 +26,6 @@ import numpy.typing as npt
 
 from panoptes.tracking.association import (
     box_iou_batch,
-    box_iou_pairs,
     match_greedy,
     match_optimal,
     valid_boxes,
@@ -283,11 +282,13 @@ class StreamTracker(ABC):
         self._frame_num = frame_num
 
         self._motion.advance(frozen_height=tracks.lost_frames > 0)
-        predicted = self._motion.predicted_xyxy()
-        rows, cols = self._associate(predicted, detections)
+        # Every track against every detection once: the association's stages take their
+        # subsets of it (a frame's numpy calls, not its arithmetic, are what tracking costs).
+        overlap = box_iou_batch(self._motion.predicted_xyxy(), detections.xyxy)
+        rows, cols = self._associate(overlap, detections)
 
         matched_xyxy = detections.xyxy[cols]
-        tracks.tracker_confidence[rows] = box_iou_pairs(predicted[rows], matched_xyxy)
+        tracks.tracker_confidence[rows] = overlap[rows, cols]
         tracks.confidence[rows] = detections.confidence[cols]
         tracks.last_xyxy[rows] = matched_xyxy
         tracks.last_frame[rows] = frame_num
@@ -366,16 +367,17 @@ class StreamTracker(ABC):
     # Hooks for the algorithms.
 
     def _associate(
-        self, predicted_xyxy: FloatArray, detections: _Detections
+        self, overlap: FloatArray, detections: _Detections
     ) -> tuple[IndexArray, IndexArray]:
         """Pairs (track rows, detection indices), each intp [K]; every row and index once.
 
-        ``predicted_xyxy`` float64 [T, 4] is every track's box on this frame. By default one
-        stage: every track against every usable detection (see :attr:`greedy_matching`).
+        ``overlap`` float64 [T, N] is the IoU of every track's box on this frame (its
+        prediction) with every detection. By default one stage: every track against every
+        usable detection (see :attr:`greedy_matching`).
         """
         rows = np.arange(len(self._tracks))
         cols = np.flatnonzero(detections.usable)
-        similarity = self._similarity(predicted_xyxy, rows, detections, cols)
+        similarity = self._similarity(overlap, rows, detections, cols)
         match = match_greedy if self.greedy_matching else match_optimal
         track_rows, det_cols = match(similarity, self.params.iou_threshold)
         return track_rows, cols[det_cols]
@@ -388,16 +390,17 @@ class StreamTracker(ABC):
 
     def _similarity(
         self,
-        predicted_xyxy: FloatArray,
+        overlap: FloatArray,
         rows: IndexArray,
         detections: _Detections,
         cols: IndexArray,
     ) -> FloatArray:
-        """IoU [len(rows), len(cols)] of tracks and detections, 0 across classes when class-aware.
+        """IoU [len(rows), len(cols)] of tracks and detections (taken from ``overlap``), 0
+        across classes when class-aware.
 
         Every threshold is above 0, so a zero keeps a pair apart.
         """
-        similarity = box_iou_batch(predicted_xyxy[rows], detections.xyxy[cols])
+        similarity = overlap[rows][:, cols]
         if self.params.class_aware:
             other_class = self._tracks.class_id[rows, None] != detections.class_id[None, cols]
             similarity[other_class] = 0.0
@@ -487,7 +490,7 @@ class ByteTracker(StreamTracker):
     params: ByteTrackParams
 
     def _associate(
-        self, predicted_xyxy: FloatArray, detections: _Detections
+        self, overlap: FloatArray, detections: _Detections
     ) -> tuple[IndexArray, IndexArray]:
         params = self.params
         tracks = self._tracks
@@ -499,7 +502,7 @@ class ByteTracker(StreamTracker):
         )
 
         pool = np.flatnonzero(confirmed)
-        similarity = self._similarity(predicted_xyxy, pool, detections, high)
+        similarity = self._similarity(overlap, pool, detections, high)
         if params.fuse_score:
             similarity *= score[None, high]
         first_rows, first_cols = match_optimal(similarity, params.iou_threshold)
@@ -509,11 +512,11 @@ class ByteTracker(StreamTracker):
         # Only tracks matched on the previous detector frame: a lost track that a low-score
         # box happens to overlap is more often a false match than a recovery.
         tracked_left = pool_left[tracks.lost_frames[pool_left] == 0]
-        similarity = self._similarity(predicted_xyxy, tracked_left, detections, low)
+        similarity = self._similarity(overlap, tracked_left, detections, low)
         second_rows, second_cols = match_optimal(similarity, params.low_iou_threshold)
 
         probation = np.flatnonzero(~confirmed)
-        similarity = self._similarity(predicted_xyxy, probation, detections, high_left)
+        similarity = self._similarity(overlap, probation, detections, high_left)
         if params.fuse_score:
             similarity *= score[None, high_left]
         third_rows, third_cols = match_optimal(similarity, params.unconfirmed_iou_threshold)
