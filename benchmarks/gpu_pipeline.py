@@ -16,6 +16,12 @@ a looping file read as fast as it goes:
     second, in cores, and the machine's busy share);
 (d) the ratio of (b) to the reader's ceiling, and the streams held in real time (fps / 30).
 
+With ``--processes K`` (b) runs as K pipeline processes on the one GPU, the N streams shared out
+evenly, as ``panoptes run --workers K`` runs them: each process loads its model, the parent
+starts their measuring windows together once all are running, and their frames/s are added up.
+One process is bound by Python's global interpreter lock long before the GPU is busy; several
+use the machine's other cores.
+
 Each figure is counted over ``--measure-s`` seconds after ``--warmup-s`` seconds of warm-up (the
 pipeline's model loading and first batches excluded).
 
@@ -30,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -226,8 +233,14 @@ def running(pipeline: Pipeline) -> Iterator[Pipeline]:
         pipeline.wait(60)
 
 
-def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
-    """(b) and (c): the whole pipeline's frames/s after the tracker, and what it used."""
+def end_to_end(
+    clip: Path,
+    streams: int,
+    args: argparse.Namespace,
+    ready: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """(b) and (c): the whole pipeline's frames/s after the tracker, and what it used.
+    ``ready`` is called once the first batch is through, before the warm-up."""
     batch = min(streams, args.batch_size)
     on_gpu = args.device == "cuda"
     config = {
@@ -264,6 +277,8 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         while counted[0] == 0 and time.monotonic() - built < args.start_timeout_s:
             time.sleep(0.05)
         first_batch_s = time.monotonic() - built
+        if ready is not None:
+            ready()
         time.sleep(args.warmup_s)
         sampler = UsageSampler()
         start_frames, start_objects = counted[0], objects[0]
@@ -283,6 +298,7 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         busy["mux"] = round((pipeline.mux_busy_s - mux_before) / elapsed, 3)
         usage = sampler.stop()
         found = objects[0] - start_objects
+        profiles = profile(args, f"{clip.stem}_{streams}") if args.profile_s > 0 else []
     return {
         "fps": frames / elapsed,
         "frames": frames,
@@ -293,7 +309,125 @@ def end_to_end(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, 
         "stages": [stats.name for stats in pipeline.element_stats()],
         "busy_share": busy,
         **usage,
+        **({"profiles": profiles} if profiles else {}),
     }
+
+
+def profile(args: argparse.Namespace, name: str) -> list[str]:
+    """py-spy's samples of this process for ``--profile-s`` seconds, as collapsed stacks: of
+    every thread at work, then of the thread holding the GIL alone (the files' names)."""
+    written = []
+    for kind, extra in (("threads", ["--threads"]), ("gil", ["--threads", "--gil"])):
+        path = args.out.parent / f"profile_{name}_{kind}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--nonblocking",
+            "--rate",
+            "200",
+        ]
+        command += ["--duration", str(args.profile_s), "--format", "raw", "-o", str(path), *extra]
+        subprocess.run(command, capture_output=True, check=False, timeout=args.profile_s + 60)
+        if path.exists():
+            written.append(path.name)
+    return written
+
+
+def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    """(b) and (c) with the streams shared out over ``args.processes`` pipeline processes,
+    measured over one window that starts in all of them together."""
+    processes = min(args.processes, streams)
+    shares = [
+        streams // processes + (1 if i < streams % processes else 0) for i in range(processes)
+    ]
+    common = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker-clip",
+        str(clip),
+        "--device",
+        args.device,
+        "--batch-size",
+        str(args.batch_size),
+        "--warmup-s",
+        str(args.warmup_s),
+        "--measure-s",
+        str(args.measure_s),
+        "--start-timeout-s",
+        str(args.start_timeout_s),
+        *([] if args.tracker else ["--no-tracker"]),
+        *(
+            []
+            if args.switch_interval_ms is None
+            else ["--switch-interval-ms", str(args.switch_interval_ms)]
+        ),
+    ]
+    workers = [
+        subprocess.Popen(
+            [*common, "--streams", str(share)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            line = worker.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"a pipeline process did not start: {line!r}")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = []
+        for worker in workers:
+            assert worker.stdout is not None
+            results.append(json.loads(worker.stdout.readline()))
+    finally:
+        for worker in workers:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    fps = sum(result["fps"] for result in results)
+    return {
+        "fps": fps,
+        "processes": processes,
+        "process_fps": [round(result["fps"], 1) for result in results],
+        "frames": sum(result["frames"] for result in results),
+        "objects_per_frame": round(
+            sum(r["objects_per_frame"] * r["frames"] for r in results)
+            / max(1, sum(r["frames"] for r in results)),
+            2,
+        ),
+        "batch_size": [result["batch_size"] for result in results],
+        "first_batch_s": max(result["first_batch_s"] for result in results),
+        "busy_share": [result["busy_share"] for result in results],
+        "gpu_util_percent_mean": results[0]["gpu_util_percent_mean"],
+        "gpu_util_percent_max": results[0]["gpu_util_percent_max"],
+        "gpu_util_source": results[0]["gpu_util_source"],
+        "machine_cpu_percent_mean": results[0]["machine_cpu_percent_mean"],
+        "process_cpu_cores": round(sum(result["process_cpu_cores"] for result in results), 2),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """One process of :func:`end_to_end_processes`: says ``ready`` once its pipeline runs,
+    measures when told ``go``, prints its figures as JSON."""
+
+    def ready() -> None:
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+    result = end_to_end(Path(args.worker_clip), args.streams[0], args, ready=ready)
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -303,7 +437,7 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
     if args.device == "cuda":
         row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args)
     try:
-        e2e = end_to_end(clip, streams, args)
+        e2e = (end_to_end_processes if args.processes > 1 else end_to_end)(clip, streams, args)
     except Exception as error:
         # Kept in the report beside the decoders' figures, which stand on their own.
         row["error"] = f"{type(error).__name__}: {error}"
@@ -375,7 +509,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout-s", type=float, default=120.0)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/panoptes-bench"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu_pipeline.json")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="pipeline processes sharing the streams"
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        help="Python's thread switch interval (sys.setswitchinterval; its default is 5 ms)",
+    )
+    parser.add_argument(
+        "--profile-s",
+        type=float,
+        default=0.0,
+        help="record the pipeline process with py-spy for this long (needs py-spy)",
+    )
+    parser.add_argument("--worker-clip", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     # The shared models stand in for the zoo's downloads.
     os.environ.setdefault("PANOPTES_MODEL_PATH", str(ASSETS / "models"))
     smoke = args.device == "cpu"
@@ -387,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # The model on torch's CPU device shares the cores with the decoders.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    if args.worker_clip:
+        return worker_main(args)
 
     started = time.monotonic()
     clips = {"hevc": HEVC_CLIP}
@@ -424,6 +577,8 @@ def write_report(
             "warmup_s": args.warmup_s,
             "measure_s": args.measure_s,
             "clip_fps": CLIP_FPS,
+            "processes": args.processes,
+            "switch_interval_ms": args.switch_interval_ms,
             "clips": {name: str(path) for name, path in clips.items()},
         },
         "results": rows,
