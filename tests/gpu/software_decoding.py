@@ -31,6 +31,7 @@ class SoftwareNv12Session:
         self._annexb = AnnexB(stream)
         self._decoder = av.CodecContext.create(stream.codec_context.name, "r")
         self.closed = False
+        self.restarts = 0
 
     def decode(self, packet: av.Packet) -> list[DecodedPicture]:
         return self._run(self._annexb.convert(packet))
@@ -38,6 +39,12 @@ class SoftwareNv12Session:
     def flush(self) -> list[DecodedPicture]:
         pictures = self._run(self._annexb.convert(None))
         return pictures + [self._picture(frame) for frame in self._decoder.decode(None)]
+
+    def restart(self, stream: av.video.stream.VideoStream) -> bool:
+        self._decoder.flush_buffers()
+        self._annexb = AnnexB(stream)
+        self.restarts += 1
+        return True
 
     def close(self) -> None:
         self.closed = True

@@ -82,6 +82,10 @@ class DecoderSession(Protocol):
     def flush(self) -> list[DecodedPicture]:
         """End of stream: the pictures still held back."""
 
+    def restart(self, stream: av.video.stream.VideoStream) -> bool:
+        """Go on with ``stream``, the same file opened again after :meth:`flush` (a looping
+        source), with this decoder; False when it cannot, and the caller opens another."""
+
     def close(self) -> None:
         """Release the decoder."""
 
@@ -161,6 +165,8 @@ class _PyNvVideoCodecSession:
             usedevicememory=True,
         )
         self._annexb = AnnexB(stream)
+        self._format = _stream_format(stream)
+        self._drained = False
         self._timestamps = True
         self._thread = threading.local()
         """``stream_set``: the CUDA stream made current in the thread taking pictures."""
@@ -168,10 +174,23 @@ class _PyNvVideoCodecSession:
     def decode(self, packet: VideoPacket) -> list[DecodedPicture]:
         if packet.pts is None:  # raw elementary streams: the reader counts frames instead
             self._timestamps = False
+        self._drained = False
         return self._submit_all(self._annexb.convert(packet))
 
     def flush(self) -> list[DecodedPicture]:
-        return self._submit_all([*self._annexb.convert(None), (b"", None)])
+        pictures = self._submit_all([*self._annexb.convert(None), (b"", None)])
+        self._drained = True
+        return pictures
+
+    def restart(self, stream: av.video.stream.VideoStream) -> bool:
+        # NVDEC decodes on after its end-of-stream packet (seen on an H100, H.264 and HEVC):
+        # a looping file keeps its decoder, whose creation and destruction each hold the GIL
+        # for a tenth of a second or more, every pass, against every other stream's thread.
+        if not self._drained or _stream_format(stream) != self._format:
+            return False
+        self._annexb = AnnexB(stream)
+        self._drained = False
+        return True
 
     def _submit_all(self, units: list[tuple[AnnexBData, int | None]]) -> list[DecodedPicture]:
         pictures: list[DecodedPicture] = []
@@ -228,6 +247,11 @@ class _PyNvVideoCodecSession:
 
     def close(self) -> None:
         self._decoder = None
+
+
+def _stream_format(stream: av.video.stream.VideoStream) -> tuple[str, int, int]:
+    context = stream.codec_context
+    return context.name, context.width, context.height
 
 
 def _taken(picture: DecodedPicture) -> DecodedPicture:
@@ -336,7 +360,16 @@ class NvdecReader(AvReader):
         super()._close()
 
     def _rewind(self) -> None:
-        super()._rewind()  # closes everything, this session included, and opens the file again
+        # The file is opened again; the decoder, drained at the pass's end, carries on with it
+        # when it can (its start is what costs), else a new one starts.
+        session, self._session = self._session, None
+        super()._rewind()
+        assert self._stream is not None
+        if session is not None and session.restart(self._stream):
+            self._session = session
+            return
+        if session is not None:
+            session.close()
         self._start_session()
 
     def _begin_pass(self) -> None:
