@@ -68,10 +68,11 @@ bench: setup system-deps
 	$(BIN)/python benchmarks/analytics.py
 	$(BIN)/python benchmarks/events.py
 	$(BIN)/python benchmarks/live_pipeline.py
+	$(BIN)/python benchmarks/workers.py
 
 # Not part of bench: 30 minutes of four live cameras, checking that memory and descriptors stay flat.
 soak: setup
 	$(BIN)/python benchmarks/soak.py --streams 4 --duration-s 1800
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-triton .venv-triton.lock out .pytest_cache .mypy_cache .ruff_cache

@@ -251,7 +251,7 @@ def end_to_end(
         "mux": {"width": NETWORK_WH[0], "height": NETWORK_WH[1], "batch_size": batch},
         "infer": [
             {
-                "model": "yolox-nano",
+                "model": args.model,
                 "backend": "torch",
                 "device": args.device,
                 "precision": "fp16" if on_gpu else "fp32",
@@ -358,6 +358,8 @@ def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> 
         str(args.measure_s),
         "--start-timeout-s",
         str(args.start_timeout_s),
+        "--model",
+        args.model,
         *([] if args.tracker else ["--no-tracker"]),
         *(
             []
@@ -507,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-s", type=float, help="default 2 (cpu: 1)")
     parser.add_argument("--measure-s", type=float, help="default 5 (cpu: 2)")
     parser.add_argument("--start-timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--model", default="yolox-nano", help="the detector: a zoo name or an ONNX file"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/panoptes-bench"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu_pipeline.json")
     parser.add_argument(
@@ -571,7 +576,7 @@ def write_report(
         "environment": environment(args),
         "settings": {
             "network_wh": NETWORK_WH,
-            "model": "yolox-nano",
+            "model": args.model,
             "precision": "fp32" if smoke else "fp16",
             "tracker": "bytetrack",
             "warmup_s": args.warmup_s,

@@ -158,11 +158,11 @@ def main() -> None:
     """Real-time video analytics over many cameras."""
 
 
-def _load(
+def _parse(
     config: str, overrides: Sequence[str], *, quiet: bool = False, http_port: int | None = None
-) -> Any:
+) -> tuple[Any, Path]:
+    """The validated config and the folder of its relative paths, with ``--http``'s port."""
     from panoptes.config.loader import load_config
-    from panoptes.core.pipeline import Pipeline
 
     translations: list[Any] = []
     parsed, base_dir = load_config(config, overrides, translations=translations)
@@ -175,7 +175,37 @@ def _load(
     for note in (note for translation in translations for note in translation.notes):
         if note.status != "approximated" or not quiet:
             _echo(f"warning: {note}")
-    return Pipeline(parsed, base_dir=base_dir)
+    return parsed, base_dir
+
+
+def _supervisor(
+    parsed: Any, base_dir: Path, workers: int | None, gpus: str | None, share: str | None
+) -> Any:
+    """A supervisor of worker processes when ``--workers``, ``--gpus``, ``--share`` or the
+    config's ``workers`` section ask for several (or a share); None: one pipeline in this
+    process."""
+    from pydantic import ValidationError
+
+    from panoptes.config.schema import WorkersProperties
+    from panoptes.core.errors import ConfigError
+    from panoptes.workers import Share, Supervisor, worker_gpus
+
+    props = parsed.workers
+    try:
+        chosen = WorkersProperties(gpus=gpus).gpus if gpus is not None else props.gpus
+    except ValidationError as error:
+        raise ConfigError(
+            error.errors()[0]["msg"].removeprefix("Value error, "), "--gpus"
+        ) from None
+    count = workers or props.count
+    if count in (None, 1) and chosen is None and share is None:
+        return None
+    return Supervisor(
+        parsed,
+        gpus=worker_gpus(count, chosen),
+        base_dir=base_dir,
+        share=Share.parse(share) if share is not None else None,
+    )
 
 
 def _print_config(config: str, overrides: Sequence[str]) -> None:
@@ -216,6 +246,28 @@ def _print_config(config: str, overrides: Sequence[str]) -> None:
     help="Serve the browser view, the REST API and /metrics on this port (0 = any free); "
     "the config's http section sets the rest.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Run N pipeline processes, the sources shared out evenly; the console, REST API and "
+    "/metrics show the whole, and a worker that dies is started again (see docs/workers.md).",
+)
+@click.option(
+    "--gpus",
+    default=None,
+    metavar="all|IDS",
+    help="One worker per GPU: 'all' found, or ids such as 0,1; each worker's decoders and "
+    "models run on its GPU.",
+)
+@click.option(
+    "--share",
+    default=None,
+    metavar="K/N",
+    help="Run only share K of N of the config's sources (those whose index is K modulo N), "
+    "e.g. a StatefulSet pod's ordinal and the replica count.",
+)
 def run(
     config: str,
     overrides: tuple[str, ...],
@@ -223,29 +275,59 @@ def run(
     progress: bool | None,
     print_config: bool,
     http_port: int | None,
+    workers: int | None,
+    gpus: str | None,
+    share: str | None,
 ) -> None:
     """Run a pipeline from CONFIG: panoptes YAML, or a deepstream-app configuration (INI or
     YAML) with the nvinfer and tracker files it names."""
     server = None
+    supervisor = None
     try:
         if print_config:
             _print_config(config, overrides)
             return
-        pipeline = _load(config, overrides, quiet=quiet, http_port=http_port)
-        pipeline.build()
-        if pipeline.config.http is not None:
-            from panoptes.server import start_http
+        parsed, base_dir = _parse(config, overrides, quiet=quiet, http_port=http_port)
+        supervisor = _supervisor(parsed, base_dir, workers, gpus, share)
+        if supervisor is not None:
+            from panoptes.workers.app import start_supervisor_http
 
-            server = start_http(pipeline, pipeline.config.http)
-            _echo(f"browser view and REST API at {server.url}")
+            supervisor.build()
+            pipeline = supervisor
+            if not quiet:
+                for line in supervisor.describe():
+                    _echo(line)
+            if parsed.http is not None:
+                server = start_supervisor_http(supervisor, parsed.http)
+                _echo(f"REST API and /metrics of the workers at {server.url}")
+        else:
+            from panoptes.core.pipeline import Pipeline
+
+            pipeline = Pipeline(parsed, base_dir=base_dir)
+            pipeline.build()
+            if pipeline.config.http is not None:
+                from panoptes.server import start_http
+
+                server = start_http(pipeline, pipeline.config.http)
+                _echo(f"browser view and REST API at {server.url}")
     except PanoptesError as error:
+        if supervisor is not None:
+            supervisor.close()
         _echo(f"error: {error}")
         sys.exit(EXIT_BAD_CONFIG)
+    except KeyboardInterrupt:  # Ctrl-C while the workers load their models
+        if supervisor is not None:
+            supervisor.close()
+        sys.exit(130)
     try:
         code = run_pipeline(pipeline, quiet=quiet, progress=progress)
+        if supervisor is not None and not quiet:
+            _echo(supervisor.workers_table())
     finally:
         if server is not None:
             server.stop()
+        if supervisor is not None:
+            supervisor.close()
     sys.exit(code)
 
 

@@ -3,9 +3,17 @@ the docs, ``panoptes inspect`` and validation all come from one place."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from panoptes.elements.analytics import AnalyticsProperties
 from panoptes.elements.fakesink import FakeSinkProperties
@@ -93,6 +101,56 @@ class PerfProperties(BaseModel):
     )
 
 
+class WorkersProperties(BaseModel):
+    """Several pipeline processes on one host, the sources shared out between them (see
+    ``docs/workers.md``). ``workers: 2`` is short for ``workers: {count: 2}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int | None = Field(
+        None,
+        ge=1,
+        description="Pipeline processes (workers); the sources are shared out evenly, each "
+        "worker with its own decoders, models and caches. Default: one per GPU of gpus, else 1 "
+        "(the pipeline runs in the panoptes process itself).",
+    )
+    gpus: Literal["all"] | list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="'all': one worker per GPU found; a list of GPU ids: one worker per id. "
+        "Each worker sees only its GPU (CUDA_VISIBLE_DEVICES), so its decoders and models run "
+        "there whatever gpu_id the config names. None: the devices the config names.",
+    )
+    restart_attempts: int = Field(
+        5,
+        ge=-1,
+        description="Times a worker that dies (a crash, a kill) is started again with its "
+        "streams before they are given up as failed; -1 = forever.",
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="Wait before a worker's first restart; doubles after each."
+    )
+    restart_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between two restarts of a worker."
+    )
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: Any) -> Any:
+        """'all', a list of ids, or the command line's '0,1'."""
+        if value is None or value == "all":
+            return value
+        ids = value
+        if isinstance(value, str):
+            ids = [part.strip() for part in value.split(",") if part.strip()]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            ids = [value]
+        if not isinstance(ids, list) or not ids or not all(str(i).isdigit() for i in ids):
+            raise ValueError(f"expected 'all' or GPU ids such as [0, 1], not {value!r}")
+        if len(set(map(int, ids))) != len(ids):
+            raise ValueError(f"a GPU is named twice in {value!r}")
+        return [int(item) for item in ids]
+
+
 class ProbeConfig(BaseModel):
     """A Python function called on each batch an element outputs (a probe)."""
 
@@ -156,6 +214,16 @@ class PipelineConfig(BaseModel):
         description="Keep running when every source has ended, for sources added at run time; "
         "stop with Ctrl-C or SIGTERM.",
     )
+    workers: WorkersProperties = Field(
+        default_factory=WorkersProperties,
+        description="Worker processes on this host, one per GPU with gpus: all; a number is "
+        "the count. The command line's --workers and --gpus take precedence.",
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_count(cls, value: Any) -> Any:
+        return {"count": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

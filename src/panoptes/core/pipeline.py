@@ -134,7 +134,7 @@ class Pipeline:
         self._stats: dict[int, StreamStats] = {}
         self._stages_running = 0
         self._streams_lock = threading.Lock()
-        self._source_ids = itertools.count()
+        self._next_source_id = 0
         self._pending_events: list[StreamEvent] = []
         self._stop = threading.Event()
         self._started = False
@@ -346,9 +346,17 @@ class Pipeline:
     # -- sources --------------------------------------------------------------------------------
 
     def add_source(
-        self, props: ElementProperties | Mapping[str, Any], *, place: str | None = None
+        self,
+        props: ElementProperties | Mapping[str, Any],
+        *,
+        place: str | None = None,
+        source_id: int | None = None,
     ) -> int:
-        """Add a source (its properties or a dict like one entry of ``sources``); returns its id."""
+        """Add a source (its properties or a dict like one entry of ``sources``); returns its id.
+
+        ``source_id``: the id the stream takes (one process's share of a larger set of cameras
+        keeps the ids of the whole), by default the next one free; an id in use is refused.
+        """
         if isinstance(props, Mapping):
             from pydantic import TypeAdapter
 
@@ -356,7 +364,12 @@ class Pipeline:
 
             props = TypeAdapter(SourceConfig).validate_python(dict(props))
         cls = load_kind(getattr(props, "type", "uri-source"))
-        source_id = next(self._source_ids)
+        with self._streams_lock:
+            if source_id is None:
+                source_id = self._next_source_id
+            elif source_id < 0 or source_id in self._stats:
+                raise ValueError(f"source id {source_id} is in use or negative")
+            self._next_source_id = max(self._next_source_id, source_id + 1)
         place = place or f"sources[{source_id}]"
         try:
             source = cls(props, base_dir=self.base_dir)

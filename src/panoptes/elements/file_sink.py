@@ -1,5 +1,5 @@
-"""``file``: encodes frames into H.264 (or H.265) video files with PyAV: one tiled file, or one
-file per stream."""
+"""``file``: encodes frames into H.264 (or H.265) video files with PyAV (or NVENC, ``encoder``):
+one tiled file, or one file per stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import string
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -16,11 +16,13 @@ from pydantic import Field
 from panoptes.core.bus import Message, MessageType
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
-from panoptes.core.frame import TILED_SOURCE_ID, Batch, Frame
+from panoptes.core.frame import TILED_SOURCE_ID, Batch, Frame, image_size_wh
+from panoptes.core.negotiation import ANY_MEMORY, CPU_ONLY
 
 if TYPE_CHECKING:
     # Imported when a file sink is built: the schema imports this module for its properties,
     # and a config without video output need not load FFmpeg and OpenCV.
+    from panoptes.media._nvenc import NvencWriter
     from panoptes.media.writer import VideoWriter
 
 #: Frame rate of a file when neither the properties nor the stream give one.
@@ -54,6 +56,14 @@ class FileSinkProperties(ElementProperties):
     fps: float | None = Field(
         None, gt=0, description="Frame rate of the file; default the stream's own (30 if unknown)."
     )
+    encoder: Literal["cpu", "auto", "nvenc"] = Field(
+        "cpu",
+        description="cpu: libx264/libx265; nvenc: the GPU's hardware encoder (PyNvVideoCodec and "
+        "a CUDA build of torch; frames on the GPU stay there), the CPU with a warning where it "
+        "cannot; auto: NVENC where there is one, else quietly the CPU. With NVENC, crf is a "
+        "constant quantiser and preset maps to P1 (ultrafast) ... P7.",
+    )
+    gpu_id: int = Field(0, ge=0, description="The GPU whose NVENC encodes (encoder auto or nvenc).")
 
 
 class FileSink(Element):
@@ -73,12 +83,16 @@ class FileSink(Element):
 
     props: FileSinkProperties
 
+    def input_memory(self) -> frozenset[str]:
+        """NVENC takes frames on the GPU as they are; libx264 takes numpy arrays."""
+        return ANY_MEMORY if getattr(self, "_nvenc", False) else CPU_ONLY
+
     def build(self) -> None:
         self.paths: list[Path] = []
         """Files opened so far, in order."""
         self.written: dict[Path, int] = {}
         """Frames written into each file."""
-        self._writers: dict[int, VideoWriter] = {}
+        self._writers: dict[int, VideoWriter | NvencWriter] = {}
         self._held: dict[int, list[Frame]] = {}
         """Per output, first frames whose rate is not known yet (a tiler waiting for every
         stream's first frame), written once a frame brings the rate."""
@@ -109,12 +123,26 @@ class FileSink(Element):
         if not self._placeholders and self._resolve(template).is_dir():
             raise ConfigError(f"{self._resolve(template)} is a folder", f"{place}.path")
         _check_folder(self._resolve(_fixed_folder(template)), f"{place}.path")
+        self._nvenc, self._fallback_reason = False, None
+        if self.props.encoder != "cpu":
+            from panoptes.media._nvenc import choose_nvenc
+
+            props = self.props
+            self._nvenc, self._fallback_reason = choose_nvenc(
+                props.encoder, props.gpu_id, props.codec
+            )
 
     def _resolve(self, path: str | Path) -> Path:
         path = Path(path)
         return path if path.is_absolute() else self.context.base_dir / path
 
     def process(self, batch: Batch) -> None:
+        if self._fallback_reason is not None:
+            # Said with the first frames rather than at build, where nobody listens yet.
+            from panoptes.media._nvenc import say_fallback
+
+            say_fallback(self, self.props.encoder, self._fallback_reason)
+            self._fallback_reason = None
         for frame in batch.frames:
             if frame.source_id in self._failed:
                 continue
@@ -126,7 +154,7 @@ class FileSink(Element):
                         held.append(frame)
                         continue
                     writer = self._open(frame)
-                writer.write(frame.image)
+                writer.write(_pixels(writer, frame))
             except Exception as error:
                 self._fail(batch, frame, writer, error)
                 continue
@@ -143,7 +171,7 @@ class FileSink(Element):
     def close(self) -> None:
         self._finish_all()
 
-    def _open(self, frame: Frame) -> VideoWriter:
+    def _open(self, frame: Frame) -> VideoWriter | NvencWriter:
         """The writer for ``frame``'s output, at ``frame``'s rate; the frames held before it are
         written first, the first of them setting the size."""
         from panoptes.media.writer import VideoWriter
@@ -152,22 +180,53 @@ class FileSink(Element):
         first = held[0] if held else frame
         path = self._path_for(first)
         path.parent.mkdir(parents=True, exist_ok=True)
-        height, width = first.image.shape[:2]
-        writer = VideoWriter(
-            path,
-            (width, height),
-            self.props.fps or frame.fps or DEFAULT_FPS,
-            codec=self.props.codec,
-            crf=self.props.crf,
-            bitrate_kbps=self.props.bitrate_kbps,
-            preset=self.props.preset,
-        )
+        size_wh = image_size_wh(first.image)
+        fps = self.props.fps or frame.fps or DEFAULT_FPS
+        props = self.props
+        writer: VideoWriter | NvencWriter | None = None
+        if self._nvenc:
+            writer = self._open_nvenc(path, size_wh, fps, first)
+        if writer is None:
+            writer = VideoWriter(
+                path,
+                size_wh,
+                fps,
+                codec=props.codec,
+                crf=props.crf,
+                bitrate_kbps=props.bitrate_kbps,
+                preset=props.preset,
+            )
         self._writers[frame.source_id] = writer
         self.paths.append(path)
         self.written[path] = 0
         for early in held:
-            writer.write(early.image)
+            writer.write(_pixels(writer, early))
         return writer
+
+    def _open_nvenc(
+        self, path: Path, size_wh: tuple[int, int], fps: float, frame: Frame
+    ) -> NvencWriter | None:
+        """An NVENC writer, or None when its encoder does not start (too many sessions on the
+        GPU, a size NVENC does not take): that file is encoded on the CPU, said on the bus."""
+        from panoptes.media._nvenc import NvencWriter, nvenc_error_text, say_fallback
+
+        props = self.props
+        try:
+            return NvencWriter(
+                path,
+                size_wh,
+                fps,
+                codec=props.codec,
+                crf=props.crf,
+                bitrate_kbps=props.bitrate_kbps,
+                preset=props.preset,
+                gpu_id=props.gpu_id,
+            )
+        except Exception as error:
+            error_text = nvenc_error_text(error)
+            reason = f"the hardware encoder did not start for {path.name} ({error_text})"
+            say_fallback(self, props.encoder, reason, source_id=frame.source_id)
+            return None
 
     def _path_for(self, frame: Frame) -> Path:
         """The file for ``frame``'s stream: the path with its placeholders filled, or with
@@ -185,7 +244,7 @@ class FileSink(Element):
         return path
 
     def _fail(
-        self, batch: Batch, frame: Frame, writer: VideoWriter | None, error: Exception
+        self, batch: Batch, frame: Frame, writer: VideoWriter | NvencWriter | None, error: Exception
     ) -> None:
         self.report_failure(batch, error)
         self._failed.add(frame.source_id)
@@ -208,7 +267,8 @@ class FileSink(Element):
         if held and source_id not in self._writers:
             last = held.pop()
             try:
-                self._open(last).write(last.image)
+                opened = self._open(last)
+                opened.write(_pixels(opened, last))
             except Exception as error:
                 self.failures += 1
                 self.bus.error(self.name, f"cannot write {last.source_name}: {error!r}")
@@ -236,6 +296,14 @@ class FileSink(Element):
         outputs = {*getattr(self, "_writers", ()), *getattr(self, "_held", ())}
         for source_id in sorted(outputs):
             self._finish(source_id)
+
+
+def _pixels(writer: VideoWriter | NvencWriter, frame: Frame) -> Any:
+    """``frame``'s pixels as ``writer`` takes them: as they are for NVENC, numpy BGR for the CPU
+    encoders (a frame on the GPU is downloaded, when one NVENC could not take falls back)."""
+    from panoptes.media.writer import VideoWriter
+
+    return frame.image_bgr() if isinstance(writer, VideoWriter) else frame.image
 
 
 def file_name_part(name: str) -> str:

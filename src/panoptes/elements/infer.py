@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -46,19 +47,62 @@ class PreprocessOverrides(ElementProperties):
     )
 
 
+class BoxLimitProperties(ElementProperties):
+    """Limits on a detector's boxes, in pixels of the picture the model is given: the mux's
+    output frame (a secondary detector: the object's crop). nvinfer's ``[class-attrs-*]``
+    detection filters."""
+
+    min_width: int = Field(0, ge=0, description="Narrower boxes are dropped (detected-min-w).")
+    min_height: int = Field(0, ge=0, description="Lower boxes are dropped (detected-min-h).")
+    max_width: int = Field(
+        0, ge=0, description="Wider boxes are dropped; 0: no limit (detected-max-w)."
+    )
+    max_height: int = Field(
+        0, ge=0, description="Higher boxes are dropped; 0: no limit (detected-max-h)."
+    )
+    top_margin: int = Field(
+        0,
+        ge=0,
+        description="Boxes whose top edge is less than this far below the picture's top are "
+        "dropped (roi-top-offset).",
+    )
+    bottom_margin: int = Field(
+        0,
+        ge=0,
+        description="Boxes whose bottom edge is less than this far above the picture's bottom "
+        "are dropped (roi-bottom-offset).",
+    )
+
+
+#: Properties of backend triton, passed to it as they are. With another backend they are
+#: ignored (with a warning), so that switching a model to Triton and back changes one line.
+TRITON_ONLY = (
+    "url",
+    "protocol",
+    "model_name",
+    "model_version",
+    "timeout_s",
+    "retries",
+    "shared_memory",
+)
+
+
 class InferProperties(ElementProperties):
     name: str | None = Field(
         None, description="Element name (probes attach by it); default infer<N>."
     )
     model: str = Field(
         "yolox-nano",
-        description="A model-zoo name (see `panoptes models list`) or a path to an .onnx file.",
+        description="A model-zoo name (see `panoptes models list`) or a path to an .onnx file; "
+        "backend triton: the model on the server (see model_name), nothing needed here.",
     )
-    backend: Literal["onnxruntime", "torch"] = Field(
+    backend: Literal["onnxruntime", "torch", "triton"] = Field(
         "onnxruntime",
         description="Inference backend: onnxruntime, or torch (the ONNX model converted for "
         "PyTorch with onnx2torch, cached in the panoptes cache folder; pre-processing, decoding "
-        "and NMS run where the model runs; pip install 'panoptes[gpu]').",
+        "and NMS run where the model runs; pip install 'panoptes[gpu]'), or triton (a Triton "
+        "Inference Server at url runs the model; pre-processing and parsing stay here; pip "
+        "install 'panoptes[triton]').",
     )
     device: Literal["cpu", "cuda", "tensorrt"] = Field(
         "cpu",
@@ -88,6 +132,48 @@ class InferProperties(ElementProperties):
         "compiled kernels are cached).",
     )
     gpu_id: int = Field(0, ge=0, description="The GPU to run on (device cuda or tensorrt).")
+    url: str | None = Field(
+        None,
+        description="backend triton: the server's host:port; default localhost:8001 (grpc) or "
+        "localhost:8000 (http).",
+    )
+    protocol: Literal["grpc", "http"] = Field(
+        "grpc", description="backend triton: how requests reach the server."
+    )
+    model_name: str | None = Field(
+        None,
+        description="backend triton: the model's name on the server; default the model's file "
+        "name without extension (yolox-nano: yolox_nano).",
+    )
+    model_version: int | None = Field(
+        None, ge=1, description="backend triton: the version to run; default the server's latest."
+    )
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="backend triton: the longest wait for one request, and for connecting.",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        description="backend triton: further attempts of a request the server did not answer. "
+        "Then the batch goes on without this model's objects (an error on the bus); while the "
+        "server stays away one request a second is tried, and inference resumes when it answers.",
+    )
+    shared_memory: Literal["auto", "system", "off"] = Field(
+        "auto",
+        description="backend triton: system sends tensors through system shared memory (client "
+        "and server on one host); off over the connection; auto: system for a loopback url, "
+        "when the server accepts it.",
+    )
+    engine_file: str | None = Field(
+        None,
+        description="backend onnxruntime, detectors: a file (relative to the config's folder) "
+        "where the model, optimised by onnxruntime, is saved and loaded from on the next start "
+        "when it was saved from the same model by the same onnxruntime (DeepStream's "
+        "model-engine-file). A file panoptes did not write, such as a TensorRT engine, is left "
+        "as it is. backend torch keeps its built model in the panoptes cache folder instead.",
+    )
     instances: int | None = Field(
         None,
         ge=1,
@@ -132,6 +218,18 @@ class InferProperties(ElementProperties):
         "default its position.",
     )
     classes: list[int] | None = Field(None, description="Keep only these class ids (detectors).")
+    excluded_classes: list[int] = Field(
+        default_factory=list,
+        description="Drop the objects of these class ids (detectors; filter-out-class-ids).",
+    )
+    box_limits: BoxLimitProperties = Field(
+        default_factory=BoxLimitProperties,
+        description="Size and position limits on the boxes of every class ([class-attrs-all]).",
+    )
+    class_box_limits: dict[int, BoxLimitProperties] = Field(
+        default_factory=dict,
+        description="Per class id, limits in place of box_limits ([class-attrs-N]).",
+    )
     preprocess: PreprocessOverrides = Field(
         default_factory=PreprocessOverrides, description="Pre-processing overrides."
     )
@@ -203,6 +301,11 @@ class InferProperties(ElementProperties):
             raise ValueError(
                 "tensorrt is onnxruntime's TensorRT provider; backend torch runs on cpu or cuda"
             )
+        if value != "cpu" and info.data.get("backend") == "triton":
+            raise ValueError(
+                "backend triton: the server's model configuration decides where the model runs; "
+                "leave device out"
+            )
         return value
 
     @field_validator("precision")
@@ -224,6 +327,11 @@ class InferProperties(ElementProperties):
     @field_validator("batch_size")
     @classmethod
     def _batch_size_for_torch(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("backend") == "triton":
+            raise ValueError(
+                "backend triton sends the whole batch, in requests of at most the server model's "
+                "max_batch_size: leave batch_size out"
+            )
         if value is not None and info.data.get("backend") != "torch":
             raise ValueError(
                 "onnxruntime runs the model's own batch size (a dynamic one takes the whole "
@@ -236,6 +344,16 @@ class InferProperties(ElementProperties):
     def _cuda_graphs_on_cuda(cls, value: bool | None, info: ValidationInfo) -> bool | None:
         if value and (info.data.get("backend") != "torch" or info.data.get("device") != "cuda"):
             raise ValueError("CUDA graphs are for backend torch on device cuda")
+        return value
+
+    @field_validator("engine_file")
+    @classmethod
+    def _engine_file_for_onnxruntime(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("backend") == "torch":
+            raise ValueError(
+                "backend torch keeps the model it builds in the panoptes cache folder: leave "
+                "engine_file out"
+            )
         return value
 
     @field_validator("compile")
@@ -346,6 +464,9 @@ class Infer(Element):
         """Secondary: the ``component_id`` of the objects this model crops."""
         self._track_results: defaultdict[int, dict[int, _TrackResult]] = defaultdict(dict)
         """Per stream, per track id, the classifier's last results (``reinfer_interval``)."""
+        self.frames_failed = 0
+        """Frames that went on without this model's results because it failed on them."""
+        self._failed_in_a_row = 0
 
     def _position(self) -> int:
         """This element's index in the config's ``infer`` list (0 when it is in none)."""
@@ -373,6 +494,19 @@ class Infer(Element):
                 "classifier",
                 f"{place}.reinfer_interval",
             )
+        if props.engine_file is not None and props.network_type == "classifier":
+            self.bus.warning(
+                self.name, f"{place}.engine_file is ignored: only detectors save their model"
+            )
+        if props.backend != "triton":
+            defaults = InferProperties()
+            for key in TRITON_ONLY:
+                if getattr(props, key) != getattr(defaults, key):
+                    self.bus.warning(
+                        self.name,
+                        f"{place}.{key} is ignored: it is for backend triton, and this model "
+                        f"runs on {props.backend}",
+                    )
         if props.process_mode == "primary":
             self._build_primary(place)
             return
@@ -406,6 +540,7 @@ class Infer(Element):
 
     def _build_detector(self) -> None:
         from panoptes.models.pool import DetectorPool
+        from panoptes.models.postprocess import BoxLimits
 
         props = self.props
         overrides = props.preprocess.model_dump(exclude_none=True)
@@ -413,7 +548,9 @@ class Infer(Element):
             # Crops are stretched, as for classifiers; no detector family says otherwise.
             overrides.setdefault("keep_ratio", False)
         # One torch model takes the whole batch: on a GPU, copies side by side only compete.
-        instances = props.instances or (1 if props.backend == "torch" else default_instances())
+        # One Triton request carries the whole batch; set instances for several in flight.
+        single = props.backend in ("torch", "triton")
+        instances = props.instances or (1 if single else default_instances())
         threads = props.threads or max(1, (os.cpu_count() or 1) // instances)
         self.detector = DetectorPool(
             props.model,
@@ -431,6 +568,12 @@ class Infer(Element):
             nms_iou=props.nms_iou,
             topk=props.topk,
             class_agnostic_nms=props.class_agnostic_nms,
+            box_limits=BoxLimits(**props.box_limits.model_dump()),
+            class_box_limits={
+                class_id: BoxLimits(**limits.model_dump())
+                for class_id, limits in props.class_box_limits.items()
+            },
+            excluded_classes=props.excluded_classes,
         )
 
     def _build_classifier(self) -> None:
@@ -461,6 +604,8 @@ class Infer(Element):
 
     def _backend_options(self) -> dict[str, Any]:
         props = self.props
+        if props.backend == "triton":
+            return {key: getattr(props, key) for key in TRITON_ONLY}
         if props.backend == "torch":
             return {
                 "device": props.device,
@@ -471,9 +616,14 @@ class Infer(Element):
                 "gpu_id": props.gpu_id,
                 "input_size_wh": props.preprocess.input_size_wh,
             }
+        saved = {} if props.engine_file is None else {"saved_model": self._engine_path()}
         if props.device == "cpu":
-            return {}
-        return {"gpu_id": props.gpu_id, "precision": props.precision}
+            return saved
+        return {"gpu_id": props.gpu_id, "precision": props.precision, **saved}
+
+    def _engine_path(self) -> Path:
+        path = Path(self.props.engine_file or "").expanduser()
+        return path if path.is_absolute() else self.context.base_dir / path
 
     def _torch_batch_size(self) -> int:
         """The fixed batch of a torch model: its own setting, else the mux's batch size, else
@@ -581,19 +731,19 @@ class Infer(Element):
         on_host = [frame for frame in frames if frame.memory == CPU]
         if len(on_host) == len(frames):
             images = [frame.image for frame in frames]
-            return batch, frames, self.detector.submit(images, keep_tensors=keep_tensors)
+            return batch, frames, self._submitted(images, keep_tensors=keep_tensors)
         # Device frames (the GPU mux's RGB [3, H, W] views of one batch tensor) go to the model
         # as they are: pixels never come to the host, only the kept boxes do. Frames of a CPU
         # source in the same batch go as numpy, in a call of their own.
         on_device = [frame for frame in frames if frame.memory != CPU]
         results_of = [
-            self.detector.submit(
+            self._submitted(
                 [frame.tensor for frame in on_device], keep_tensors=keep_tensors, layout="chw-rgb"
             )
         ]
         if on_host:
             images = [frame.image for frame in on_host]
-            results_of.append(self.detector.submit(images, keep_tensors=keep_tensors))
+            results_of.append(self._submitted(images, keep_tensors=keep_tensors))
 
         def in_frame_order() -> list[Any]:
             by_frame = {
@@ -605,6 +755,20 @@ class Infer(Element):
 
         return batch, frames, in_frame_order
 
+    def _submitted(self, images: list[Any], **options: Any) -> Any:
+        """The function that gives the detector's results on ``images``. A single instance runs
+        them at once, in this thread: its failure is raised in the batch's turn, by ``_finish``,
+        so that the batch held before still goes first."""
+        try:
+            return self.detector.submit(images, **options)
+        except Exception as error:
+            failure = error
+
+            def fail() -> list[Any]:
+                raise failure
+
+            return fail
+
     def _forget(self, batch: Batch) -> None:
         """Free the state of streams that ended and of tracks the tracker ended."""
         for event in batch.events:
@@ -615,6 +779,25 @@ class Infer(Element):
             if track.source_id is not None and track.source_id in self._track_results:
                 self._track_results[track.source_id].pop(track.track_id, None)
 
+    def _fail(self, batch: Batch, error: Exception, frames: int) -> None:
+        """The model failed on ``batch``, whose ``frames`` due frames go on without its
+        results: counted, and said on the bus (a Triton server that went away, say)."""
+        self.frames_failed += frames
+        self._failed_in_a_row += 1
+        self.report_failure(batch, error)
+
+    def _resume(self) -> None:
+        """The model ran again after failing: said once, with what the failures cost."""
+        if self._failed_in_a_row:
+            self.bus.warning(
+                self.name,
+                f"inference resumed after {self._failed_in_a_row} failed batches; "
+                f"{self.frames_failed} frames went without this model's results so far",
+                failed_batches=self._failed_in_a_row,
+                frames_failed=self.frames_failed,
+            )
+            self._failed_in_a_row = 0
+
     def _finish(self, batch: Batch, frames: list[Frame], results_of: Any) -> Batch:
         if results_of is None:
             return batch
@@ -622,8 +805,9 @@ class Infer(Element):
             results = results_of()
         except Exception as error:
             # The frames go on without this model's objects; the failure is counted and said.
-            self.report_failure(batch, error)
+            self._fail(batch, error, len(frames))
             return batch
+        self._resume()
         keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
         wanted = self.props.classes
         for frame, result in zip(frames, results, strict=True):
@@ -730,8 +914,9 @@ class Infer(Element):
                     results = self.detector.detect(images, keep_tensors=keep_tensors)
             except Exception as error:
                 # The frames go on without this model's results; the failure is counted and said.
-                self.report_failure(batch, error)
+                self._fail(batch, error, len(due_frames))
                 return
+            self._resume()
             if self.classifier is not None:
                 self._attach_classifications(jobs, results)
             else:

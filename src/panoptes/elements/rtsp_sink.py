@@ -15,10 +15,12 @@ from pydantic import Field
 from panoptes.core.bus import Message, MessageType
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
-from panoptes.core.frame import TILED_SOURCE_ID, Batch, Frame
+from panoptes.core.frame import TILED_SOURCE_ID, Batch, Frame, image_size_wh
+from panoptes.core.negotiation import ANY_MEMORY, CPU_ONLY
 from panoptes.elements.file_sink import file_name_part
 
 if TYPE_CHECKING:
+    from panoptes.media._nvenc import NvencEncoder
     from panoptes.media.rtsp import H264Encoder, H264Mount, RtspServer
 
 DEFAULT_FPS = 30.0
@@ -56,10 +58,19 @@ class RtspSinkProperties(ElementProperties):
     fps: float | None = Field(
         None, gt=0, description="Frame rate announced to the encoder; default the stream's own."
     )
+    encoder: Literal["cpu", "auto", "nvenc"] = Field(
+        "cpu",
+        description="cpu: libx264; nvenc: the GPU's hardware encoder, tuned for ultra-low "
+        "latency (PyNvVideoCodec and a CUDA build of torch; frames on the GPU stay there), the "
+        "CPU with a warning where it cannot; auto: NVENC where there is one, else quietly the "
+        "CPU. With NVENC, crf is a constant quantiser and preset maps to P1 (ultrafast) ... P7.",
+    )
+    gpu_id: int = Field(0, ge=0, description="The GPU whose NVENC encodes (encoder auto or nvenc).")
 
 
 class RtspSink(Element):
-    """Encodes the frames it gets with x264 and hands them to the RTSP server's mounts.
+    """Encodes the frames it gets with x264 (or NVENC, ``encoder``) and hands them to the RTSP
+    server's mounts.
 
     A client that connects starts at the next key frame; a slow client loses frames of its
     own without slowing the encoder or the other clients (the server buffers per client).
@@ -71,6 +82,10 @@ class RtspSink(Element):
     takes_video = True
 
     props: RtspSinkProperties
+
+    def input_memory(self) -> frozenset[str]:
+        """NVENC takes frames on the GPU as they are; libx264 takes numpy arrays."""
+        return ANY_MEMORY if getattr(self, "_nvenc", False) else CPU_ONLY
 
     def build(self) -> None:
         from panoptes.media.rtsp import shared_server
@@ -93,8 +108,14 @@ class RtspSink(Element):
                 f"{error.strerror or error}",
                 f"{place}.port",
             ) from error
+        self._nvenc, self._fallback_reason = False, None
+        if self.props.encoder != "cpu":
+            from panoptes.media._nvenc import choose_nvenc
+
+            props = self.props
+            self._nvenc, self._fallback_reason = choose_nvenc(props.encoder, props.gpu_id, "h264")
         self._mounts: dict[int, H264Mount] = {}
-        self._encoders: dict[int, H264Encoder] = {}
+        self._encoders: dict[int, H264Encoder | NvencEncoder] = {}
         self._paths: dict[int, str] = {}
         self._lock = threading.Lock()
         self.latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -111,10 +132,22 @@ class RtspSink(Element):
         return dict(self._paths)
 
     def process(self, batch: Batch) -> None:
+        from panoptes.media.rtsp import H264Encoder
+
+        if self._fallback_reason is not None:
+            # Said with the first frames rather than at build, where nobody listens yet.
+            from panoptes.media._nvenc import say_fallback
+
+            say_fallback(self, self.props.encoder, self._fallback_reason)
+            self._fallback_reason = None
         for frame in batch.frames:
             try:
                 mount, encoder = self._output_for(frame)
-                for access_unit, keyframe in encoder.encode(frame.image):
+                # The CPU encoder takes numpy BGR: a frame on the GPU is downloaded (a stream
+                # whose NVENC session did not start).
+                cpu = isinstance(encoder, H264Encoder)
+                image = frame.image_bgr() if cpu else frame.image
+                for access_unit, keyframe in encoder.encode(image):
                     mount.push(
                         access_unit,
                         pts_s=time.monotonic(),
@@ -129,7 +162,7 @@ class RtspSink(Element):
                 self._finish(event.source_id)
         return None
 
-    def _output_for(self, frame: Frame) -> tuple[H264Mount, H264Encoder]:
+    def _output_for(self, frame: Frame) -> tuple[H264Mount, H264Encoder | NvencEncoder]:
         mount = self._mounts.get(frame.source_id)
         if mount is not None:
             return mount, self._encoders[frame.source_id]
@@ -137,16 +170,22 @@ class RtspSink(Element):
 
         if not self.server.running:  # another pipeline's sink on this port released it
             self.server = shared_server(self.props.host, self.props.port)
-        height, width = frame.image.shape[:2]
-        encoder = H264Encoder(
-            width,
-            height,
-            self.props.fps or frame.fps or DEFAULT_FPS,
-            bitrate_kbps=None if self.props.crf is not None else self.props.bitrate_kbps,
-            crf=self.props.crf,
-            preset=self.props.preset,
-            gop=self.props.gop,
-        )
+        width, height = image_size_wh(frame.image)
+        fps = self.props.fps or frame.fps or DEFAULT_FPS
+        bitrate_kbps = None if self.props.crf is not None else self.props.bitrate_kbps
+        encoder: H264Encoder | NvencEncoder | None = None
+        if self._nvenc:
+            encoder = self._nvenc_encoder(frame, (width, height), fps, bitrate_kbps)
+        if encoder is None:
+            encoder = H264Encoder(
+                width,
+                height,
+                fps,
+                bitrate_kbps=bitrate_kbps,
+                crf=self.props.crf,
+                preset=self.props.preset,
+                gop=self.props.gop,
+            )
         path = self._path_for(frame)
         mount = self.server.mount(path)
         mount.on_sent = self._record_sent
@@ -163,6 +202,33 @@ class RtspSink(Element):
             )
         )
         return mount, encoder
+
+    def _nvenc_encoder(
+        self, frame: Frame, size_wh: tuple[int, int], fps: float, bitrate_kbps: int | None
+    ) -> NvencEncoder | None:
+        """An NVENC encoder for ``frame``'s output, or None when it does not start (too many
+        sessions on the GPU, a size NVENC does not take): that output is encoded on the CPU,
+        said on the bus."""
+        from panoptes.media._nvenc import NvencEncoder, nvenc_error_text, say_fallback
+
+        props = self.props
+        try:
+            return NvencEncoder(
+                *size_wh,
+                fps,
+                codec="h264",
+                gpu_id=props.gpu_id,
+                bitrate_kbps=bitrate_kbps,
+                crf=props.crf,
+                preset=props.preset,
+                gop=props.gop,
+                low_latency=True,
+            )
+        except Exception as error:
+            error_text = nvenc_error_text(error)
+            reason = f"the hardware encoder did not start for {frame.source_name} ({error_text})"
+            say_fallback(self, props.encoder, reason, source_id=frame.source_id)
+            return None
 
     def _path_for(self, frame: Frame) -> str:
         if frame.source_id == TILED_SOURCE_ID:

@@ -1,5 +1,6 @@
-"""``uri-source``: one stream from a file, ``file://``, ``rtsp://``, ``http(s)://``, an image folder
-or glob, or a generated ``test://`` pattern, decoded on the CPU with PyAV or on the GPU (NVDEC)."""
+"""``uri-source``: one stream from a file, ``file://``, ``rtsp://``, ``http(s)://``, a V4L2 camera
+(``v4l2://``), an image folder or glob, or a generated ``test://`` pattern, decoded on the CPU
+with PyAV or on the GPU (NVDEC)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from panoptes.media.reader import DecodedFrame, FrameReader, PacketTap, open_rea
 class UriSourceProperties(ElementProperties):
     type: Literal["uri-source"] = Field("uri-source", description="Element kind.")
     uri: str = Field(
-        description="Path (relative to the config's folder), file://, rtsp://, http(s)://, an "
-        "image "
+        description="Path (relative to the config's folder), file://, rtsp://, http(s)://, a "
+        "V4L2 camera such as v4l2:///dev/video0?width=1280&height=720&fps=30/1, an image "
         "folder, a glob such as frames/*.jpg, or test://ball?width=640&height=360&fps=30&frames=300."
     )
     name: str | None = Field(

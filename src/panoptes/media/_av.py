@@ -1,13 +1,14 @@
-"""Files and network streams decoded by FFmpeg through PyAV."""
+"""Files, network streams and V4L2 cameras decoded by FFmpeg through PyAV."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -43,6 +44,9 @@ class AvReader(BaseReader):
         is_network: whether ``target`` is a URL; network sources get open and read timeouts.
         open_timeout_s: seconds to wait for a network source to answer on open.
         read_timeout_s: seconds a network source may send nothing while playing (a stall).
+        device_format: an FFmpeg input device that reads ``target`` (``v4l2`` for a camera's
+            ``/dev/videoN``), with ``device_options`` (``video_size``, ``framerate``); a device
+            is live and never ends.
     """
 
     def __init__(
@@ -57,10 +61,13 @@ class AvReader(BaseReader):
         loop: bool,
         real_time: bool,
         drop_frame_interval: int,
+        device_format: str | None = None,
+        device_options: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             uri, name, loop=loop, real_time=real_time, drop_frame_interval=drop_frame_interval
         )
+        self._device_format = device_format
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s or open_timeout_s
         self.is_network = is_network
@@ -68,7 +75,7 @@ class AvReader(BaseReader):
             # The socket timeout is the longer of the two: PyAV's own deadlines enforce each.
             network_url_and_options(target, max(open_timeout_s, self._read_timeout_s), source=name)
             if is_network
-            else (target, {})
+            else (target, dict(device_options or {}))
         )
         self._container: av.container.InputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
@@ -83,7 +90,8 @@ class AvReader(BaseReader):
         if not self.is_network:
             path = Path(self._url)
             if not path.exists():
-                raise SourceError(f"no such file: {path}", source=self.name)
+                what = "device" if self._device_format else "file"
+                raise SourceError(f"no such {what}: {path}", source=self.name)
         container, stream = self._open_container()
         self._container, self._stream = container, stream
         self._tap_offset_s = 0.0
@@ -91,7 +99,7 @@ class AvReader(BaseReader):
         rate = stream.guessed_rate or stream.average_rate
         self._native_fps = float(rate) if rate else None
         duration_s = _duration_s(container, stream)
-        self.is_live = self.is_network and duration_s is None
+        self.is_live = self._device_format is not None or (self.is_network and duration_s is None)
         if stream.frames > 0:
             self._native_frame_count = stream.frames
         elif duration_s is not None and self._native_fps is not None:
@@ -106,6 +114,7 @@ class AvReader(BaseReader):
         try:
             container = av.open(
                 self._url,
+                format=self._device_format,
                 options=self._options,
                 timeout=(self._open_timeout_s, self._read_timeout_s) if self.is_network else None,
             )
@@ -150,11 +159,23 @@ class AvReader(BaseReader):
                 return f"cannot resolve the host name {urlsplit(self._url).hostname!r}"
             return f"cannot open the stream at {host}: {strerror}"
         path = Path(self._url)
+        if self._device_format is not None:
+            return self._explain_device_error(exc, strerror)
         if isinstance(exc, PermissionError):
             return f"permission denied: {path}"
         if isinstance(exc, av.error.InvalidDataError):
             return diagnose_unreadable_file(path)
         return f"cannot open {path}: {strerror}"
+
+    def _explain_device_error(self, exc: BaseException, strerror: str) -> str:
+        device = self._url
+        if isinstance(exc, PermissionError):
+            return f"permission denied: {device} (is the user in the 'video' group?)"
+        if getattr(exc, "errno", None) == errno.EBUSY:
+            return f"{device} is busy: another program is capturing from it"
+        asked = ", ".join(f"{key} {value}" for key, value in self._options.items())
+        hint = f"; check that the camera offers {asked}" if asked else ""
+        return f"cannot capture from {device} ({self._device_format}): {strerror}{hint}"
 
     def _decode_pass(self) -> Iterator[tuple[float | None, ImageMaker]]:
         assert self._container is not None and self._stream is not None

@@ -42,6 +42,7 @@ __all__ = [
     "letterbox",
     "letterbox_nv12",
     "nv12_to_rgb",
+    "rgb_to_nv12",
     "stack_images",
     "to_bgr_images",
 ]
@@ -155,6 +156,50 @@ def nv12_to_rgb(
         chroma = F.interpolate(_chroma(part, height), scale_factor=2.0, mode="nearest")
         _yuv_to_rgb(luma, chroma[:, 0], chroma[:, 1], color_space, out[start : start + len(part)])
     return out[0] if nv12.ndim == 2 else out
+
+
+def rgb_to_nv12(
+    images: torch.Tensor, color_space: str = "bt601", *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Uint8 RGB ``[3, H, W]`` (or a batch ``[N, 3, H, W]``), H and W even, to NV12
+    ``[H * 3 / 2, W]`` (``[N, H * 3 / 2, W]``) on the same device, what NVENC encodes; ``out``,
+    when given, is written into (a batch).
+
+    The default is what the CPU encoders get from OpenCV's ``COLOR_BGR2YUV_I420``: BT.601,
+    limited range, each U, V pair from the top-left pixel of its 2 × 2 (not their mean), so
+    that a file looks the same from either encoder; a value differs from OpenCV's by a grey
+    level at most (float32 against fixed point).
+    """
+    batch = images.unsqueeze(0) if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[1] != 3 or batch.dtype != torch.uint8:
+        raise ValueError(
+            f"expected uint8 RGB [3, H, W] or [N, 3, H, W], got shape {tuple(images.shape)} "
+            f"dtype {images.dtype}"
+        )
+    count, height, width = batch.shape[0], batch.shape[2], batch.shape[3]
+    if height % 2 or width % 2:
+        raise ValueError(f"NV12 needs an even width and height, got {width}x{height}")
+    matrix, _, range_name = color_space.partition("-")
+    if matrix not in _MATRICES or range_name not in ("", "full"):
+        raise ValueError(f"unknown colour space {color_space!r}; known: {', '.join(COLOR_SPACES)}")
+    kr, kb = _MATRICES[matrix]
+    # Limited range: luma 16-235, chroma 16-240 around 128.
+    y_offset, y_scale, c_scale = (0.0, 1.0, 1.0) if range_name else (16.0, 219 / 255, 224 / 255)
+    if out is None:
+        out = torch.empty((count, height * 3 // 2, width), dtype=torch.uint8, device=batch.device)
+    for start in range(0, count, FRAMES_PER_PASS):
+        part = batch[start : start + FRAMES_PER_PASS].float()
+        target = out[start : start + len(part)]
+        red, green, blue = part[:, 0], part[:, 1], part[:, 2]
+        luma = red * kr + green * (1.0 - kr - kb) + blue * kb
+        target[:, :height].copy_(luma.mul_(y_scale).add_(y_offset).round_().clamp_(0.0, 255.0))
+        sited = part[:, :, ::2, ::2]
+        sited_luma = sited[:, 0] * kr + sited[:, 1] * (1.0 - kr - kb) + sited[:, 2] * kb
+        u = (sited[:, 2] - sited_luma) * (c_scale / (2.0 * (1.0 - kb))) + 128.0
+        v = (sited[:, 0] - sited_luma) * (c_scale / (2.0 * (1.0 - kr))) + 128.0
+        chroma = torch.stack((u, v), dim=-1).round_().clamp_(0.0, 255.0)
+        target[:, height:].copy_(chroma.reshape(len(part), height // 2, width))
+    return out[0] if images.ndim == 3 else out
 
 
 def _placement(

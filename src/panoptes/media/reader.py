@@ -15,6 +15,9 @@ Kinds of URI:
   avi, raw ``.h264``/``.h265``, ...), decoded with PyAV; only the best video stream is demuxed;
 - ``rtsp://`` (RTSP over TCP unless ``?transport=udp``), ``http(s)://`` and the other network
   protocols of FFmpeg (``rtmp``, ``udp``, ``srt``, ...), with open and read timeouts;
+- ``v4l2:///dev/video0?width=W&height=H&fps=N/D``: a V4L2 camera (USB webcams, capture
+  cards), read through FFmpeg's ``v4l2`` input device, in the size and rate asked for (the
+  camera's current mode for those left out); live;
 - a folder of images, a glob (``/x/*.jpg``) or one image file, read with OpenCV;
 - ``test://PATTERN?width=W&height=H&fps=F&frames=N``: a generated pattern (``ball``,
   ``gradient``, ``noise``); endless when ``frames`` is absent.
@@ -167,6 +170,9 @@ def open_reader(
     if scheme == "test":
         _no_video_to_decode(decoder, "a generated test pattern")
         return _pattern_reader(uri, name, playback)
+    if scheme == "v4l2":
+        _no_video_to_decode(decoder, "a V4L2 camera (raw frames)")
+        return _camera_reader(uri, name, playback, open_timeout_s=open_timeout_s)
     if scheme in NETWORK_SCHEMES:
         return _video_reader(
             display_uri,
@@ -182,7 +188,7 @@ def open_reader(
     if scheme == "file":
         path_text = _path_of_file_uri(uri)
     elif scheme:
-        known = ", ".join(sorted({"file", "test", *NETWORK_SCHEMES}))
+        known = ", ".join(sorted({"file", "test", "v4l2", *NETWORK_SCHEMES}))
         raise SourceError(f"unknown URI scheme {scheme + '://'!r}; known: {known}", name)
     else:
         path_text = uri
@@ -309,8 +315,63 @@ def _pattern_reader(uri: str, name: str, playback: _Playback) -> FrameReader:
     )
 
 
-def _positive_param(params: dict[str, str], key: str, name: str, *, integer: bool) -> float | None:
-    """The value of a test pattern parameter; ``None`` when absent."""
+def _camera_reader(
+    uri: str, name: str, playback: _Playback, *, open_timeout_s: float
+) -> FrameReader:
+    """``v4l2:///dev/videoN?width=W&height=H&fps=N/D``: FFmpeg's v4l2 input device."""
+    parts = urlsplit(uri)
+    device = unquote(parts.path)
+    if parts.netloc or not device.startswith("/"):
+        raise SourceError(
+            f"expected v4l2:///dev/videoN (three slashes, then the device's path), got {uri!r}",
+            name,
+        )
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(params) - {"width", "height", "fps"})
+    if unknown:
+        raise SourceError(
+            f"unknown camera parameter(s) {', '.join(unknown)}; known: width, height, fps", name
+        )
+    width = _positive_param(params, "width", name, integer=True, what="camera")
+    height = _positive_param(params, "height", name, integer=True, what="camera")
+    options: dict[str, str] = {}
+    if (width is None) != (height is None):
+        raise SourceError("give the camera's width and height together, or neither", name)
+    if width is not None and height is not None:
+        options["video_size"] = f"{int(width)}x{int(height)}"
+    if "fps" in params:
+        options["framerate"] = _frame_rate(params["fps"], name)
+    return AvReader(
+        uri,
+        name,
+        target=device,
+        is_network=False,
+        open_timeout_s=open_timeout_s,
+        device_format="v4l2",
+        device_options=options,
+        **playback,
+    )
+
+
+def _frame_rate(text: str, name: str) -> str:
+    """``30``, ``30/1`` or ``30000/1001`` as FFmpeg's ``framerate`` option."""
+    numerator, _, denominator = text.partition("/")
+    try:
+        rate = int(numerator) / int(denominator or "1")
+    except (ValueError, ZeroDivisionError):
+        rate = 0
+    if not rate > 0:
+        raise SourceError(
+            f"camera parameter fps={text!r} must be a positive rate such as 30 or 30000/1001",
+            name,
+        )
+    return f"{int(numerator)}/{int(denominator or '1')}"
+
+
+def _positive_param(
+    params: dict[str, str], key: str, name: str, *, integer: bool, what: str = "test pattern"
+) -> float | None:
+    """The value of a test pattern's (or ``what``'s) parameter; ``None`` when absent."""
     if key not in params:
         return None
     try:
@@ -319,9 +380,7 @@ def _positive_param(params: dict[str, str], key: str, name: str, *, integer: boo
         value = 0
     if not value > 0:
         kind = "integer" if integer else "number"
-        raise SourceError(
-            f"test pattern parameter {key}={params[key]!r} must be a positive {kind}", name
-        )
+        raise SourceError(f"{what} parameter {key}={params[key]!r} must be a positive {kind}", name)
     return value
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from panoptes.core.errors import ConfigError, ModelError
 from panoptes.core.geometry import Letterbox
-from panoptes.models.backends import Backend, load_backend
+from panoptes.models.backends import REMOTE_BACKENDS, Backend, load_backend
 from panoptes.models.image_input import check_image_input, image_input_size
 from panoptes.models.labels import COCO_LABELS, labels_from_metadata, load_labels
 from panoptes.models.parsers import (
@@ -30,9 +30,9 @@ from panoptes.models.parsers import (
     num_classes_for,
     resolve_parser,
 )
-from panoptes.models.postprocess import filter_candidates
+from panoptes.models.postprocess import BoxLimits, boxes_within_limits, filter_candidates
 from panoptes.models.preprocess import Preprocessor, PreprocessSpec
-from panoptes.models.zoo import resolve_model
+from panoptes.models.zoo import ZOO, ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     from panoptes.models.gpu.preprocess import ImageLayout
@@ -92,10 +92,13 @@ class Detector:
     :class:`PreprocessSpec`. ``labels`` are names, or a labels file; when None they come from the
     model's metadata, else COCO-80 for an 80-class model. ``threshold`` is the minimum confidence,
     ``class_thresholds`` overrides it per class id; ``nms_iou`` and ``topk`` bound what is kept.
-    ``backend_options`` go to the backend besides ``providers`` and ``threads`` (backend torch:
-    ``device``, ``precision``, ``batch_size``, ``cuda_graphs``, ``compile``, ``gpu_id``...). A
-    backend that runs on a device (backend torch) gets the four stages run there, and only the
-    kept boxes come back to the host (see :class:`~panoptes.models.gpu.pipeline.DevicePipeline`).
+    Then ``box_limits`` (``class_box_limits`` per class id) drop boxes by size and position in
+    the pixels of the image given, and objects of ``excluded_classes`` are dropped (nvinfer's
+    detection filters and ``filter-out-class-ids``). ``backend_options`` go to the backend
+    besides ``providers`` and ``threads`` (backend torch: ``device``, ``precision``,
+    ``batch_size``, ``cuda_graphs``, ``compile``, ``gpu_id``...). A backend that runs on a device
+    (backend torch) gets the four stages run there, and only the kept boxes come back to the
+    host (see :class:`~panoptes.models.gpu.pipeline.DevicePipeline`).
 
     Not thread-safe: its buffers are reused from call to call.
     """
@@ -117,6 +120,9 @@ class Detector:
         topk: int = 300,
         class_agnostic_nms: bool = False,
         backend_options: Mapping[str, Any] | None = None,
+        box_limits: BoxLimits | None = None,
+        class_box_limits: Mapping[int, BoxLimits] | None = None,
+        excluded_classes: Sequence[int] = (),
     ) -> None:
         class_thresholds = dict(class_thresholds or {})
         for place, value in [("threshold", threshold), ("nms_iou", nms_iou)] + [
@@ -134,7 +140,15 @@ class Detector:
             "topk": topk,
             "class_agnostic": class_agnostic_nms,
         }
-        resolved = resolve_model(str(model), base_dir=base_dir)
+        self._box_limits = box_limits or BoxLimits()
+        self._class_box_limits = dict(class_box_limits or {})
+        self._excluded_classes = list(excluded_classes)
+        # A served model (backend triton) lives on its server: its name is all there is here.
+        resolved = (
+            ResolvedModel(Path(str(model)), ZOO.get(str(model)))
+            if backend in REMOTE_BACKENDS
+            else resolve_model(str(model), base_dir=base_dir)
+        )
         self.model_path: Path = resolved.path
         self._backend: Backend = load_backend(
             backend,
@@ -290,12 +304,33 @@ class Detector:
                     }
                 shape = tuple(image.shape)
                 height_width = shape[1:3] if layout == "chw-rgb" else shape[:2]
-                results.append(
-                    DetectorResult(
-                        _to_image(kept[index], letterbox, height_width), letterbox, tensors
-                    )
+                detections = self._within_limits(
+                    _to_image(kept[index], letterbox, height_width), height_width[0]
                 )
+                results.append(DetectorResult(detections, letterbox, tensors))
         return results
+
+    def _within_limits(self, detections: Detections, image_height: int) -> Detections:
+        """The detections inside their class's box limits and not of an excluded class."""
+        limited = self._class_box_limits or not self._box_limits.limits_nothing
+        if not limited and not self._excluded_classes:
+            return detections
+        keep = boxes_within_limits(
+            detections.xyxy,
+            detections.class_id,
+            image_height,
+            limits=self._box_limits,
+            class_limits=self._class_box_limits,
+            excluded_classes=self._excluded_classes,
+        )
+        if keep.all():
+            return detections
+        return Detections(
+            detections.xyxy[keep],
+            detections.confidence[keep],
+            detections.class_id[keep],
+            None if detections.keypoints is None else detections.keypoints[keep],
+        )
 
     def _detect_on_host(
         self, chunk: Sequence[np.ndarray]

@@ -6,8 +6,10 @@ import errno
 import socket
 import threading
 import time
+from typing import Self
 
 import uvicorn
+from fastapi import FastAPI
 
 from panoptes.core.errors import PanoptesError
 from panoptes.core.pipeline import Pipeline
@@ -34,31 +36,16 @@ def find_view(pipeline: Pipeline) -> LiveView | None:
     return None
 
 
-class HttpServer:
-    """Serves :func:`~panoptes.server.app.create_app` for ``pipeline`` with uvicorn in a
-    background thread::
+class AppServer:
+    """Serves an app with uvicorn in a background thread. ``app.state.closing`` (a
+    ``threading.Event``) is set when it stops, to end the open video streams. ``port=0`` picks a
+    free port, which ``port`` tells once started. :class:`HttpServer` serves a pipeline's app;
+    the worker supervisor serves its own (``panoptes.workers``)."""
 
-        server = HttpServer(pipeline, port=8080)
-        server.start()  # returns once it listens; server.url
-        ...
-        server.stop()
-
-    ``view`` is the live view to show; None finds the pipeline's web-view sink, if any.
-    ``port=0`` picks a free port, which ``port`` tells once started.
-    """
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        host: str = "0.0.0.0",
-        port: int = 8080,
-        view: LiveView | None = None,
-    ) -> None:
-        self.pipeline = pipeline
+    def __init__(self, app: FastAPI, host: str = "0.0.0.0", port: int = 8080) -> None:
+        self.app = app
         self.host = host
         self.port = port
-        self.view = view if view is not None else find_view(pipeline)
-        self.app = create_app(pipeline, self.view)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -75,7 +62,7 @@ class HttpServer:
         Raises ServerError naming host:port when the address is taken or not allowed.
         """
         if self._thread is not None or self.app.state.closing.is_set():
-            raise ServerError("an HttpServer starts once; make another to serve again")
+            raise ServerError("a server starts once; make another to serve again")
         sock = self._listen()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -131,12 +118,37 @@ class HttpServer:
         self._thread = None
         self._server = None
 
-    def __enter__(self) -> HttpServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class HttpServer(AppServer):
+    """Serves :func:`~panoptes.server.app.create_app` for ``pipeline`` with uvicorn in a
+    background thread::
+
+        server = HttpServer(pipeline, port=8080)
+        server.start()  # returns once it listens; server.url
+        ...
+        server.stop()
+
+    ``view`` is the live view to show; None finds the pipeline's web-view sink, if any.
+    ``port=0`` picks a free port, which ``port`` tells once started.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        view: LiveView | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.view = view if view is not None else find_view(pipeline)
+        super().__init__(create_app(pipeline, self.view), host, port)
 
 
 def start_http(pipeline: Pipeline, props: HttpProperties) -> HttpServer:

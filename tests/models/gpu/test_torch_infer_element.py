@@ -31,7 +31,7 @@ def _config(infer: dict[str, Any], sources: int = 1, mux_batch: int = 0) -> Any:
 @pytest.mark.parametrize(
     ("infer", "place", "words"),
     [
-        ({"backend": "tensorflow"}, "infer[0].backend", "'onnxruntime' or 'torch'"),
+        ({"backend": "tensorflow"}, "infer[0].backend", "'onnxruntime', 'torch' or 'triton'"),
         ({"backend": "torch", "device": "tensorrt"}, "infer[0].device", "TensorRT provider"),
         ({"precision": "fp8"}, "infer[0].precision", "'fp32' or 'fp16'"),
         ({"precision": "fp16"}, "infer[0].precision", "fp16 runs on a GPU only"),

@@ -9,12 +9,15 @@ warned about by name and line, as deepstream-app does.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from panoptes.config.deepstream.keyfile import Group, KeyFile
+from panoptes.config.deepstream.keyfile import Group, KeyFile, resolve_path
 from panoptes.config.deepstream.yaml_forms import read_config_file, read_yaml_document
 from panoptes.core.errors import ConfigError
 from panoptes.media.reader import NETWORK_SCHEMES
@@ -36,8 +39,13 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "kitti-track-output-dir": (U, "KITTI files are not written; use a jsonl sink"),
         "terminated-track-output-dir": (U, "use batch.terminated_tracks in a probe"),
         "shadow-track-output-dir": (U, "not written"),
+        "reid-track-output-dir": (U, "not written"),
+        "global-gpu-id": (A, "each group's own gpu-id places its work"),
     },
-    "tests": {"file-loop": (H, "loop: true on file sources")},
+    "tests": {
+        "file-loop": (H, "loop: true on file sources"),
+        "pipeline-recreate-sec": (U, "the pipeline is not rebuilt periodically"),
+    },
     "streammux": {
         "batch-size": (H, "mux.batch_size"),
         "batched-push-timeout": (H, "mux.batched_push_timeout_ms (microseconds → ms)"),
@@ -50,19 +58,72 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "buffer-pool-size": (A, "queues are sized by queue_size"),
         "attach-sys-ts-as-ntp": (A, "frames carry the wall-clock capture time"),
         "sync-inputs": (A, "files are read as fast as the pipeline takes them"),
+        "compute-hw": (A, "scaling runs where the frames are (CPU, or the GPU for NVDEC frames)"),
+        "interpolation-method": (A, "bilinear scaling"),
+        "attach-sys-ts": (A, "frames carry the wall-clock capture time"),
+        "frame-num-reset-on-stream-reset": (A, "frame numbers count on over reconnections"),
+        "frame-num-reset-on-eos": (A, "frame numbers count on over reconnections"),
+        "frame-duration": (A, "timestamps come from the streams"),
+        "max-latency": (A, "batched-push-timeout bounds the wait for a batch"),
+        "async-process": (A, "frames are scaled in their sources' threads"),
+        "num-surfaces-per-frame": (A, "one picture per frame"),
         "config-file": (U, "the new nvstreammux's config file is not read"),
+        "drop-pipeline-eos": (
+            H,
+            "keep_alive: the pipeline runs on when every stream has ended (for streams added "
+            "through the REST API)",
+        ),
+    },
+    "source-list": {
+        "list": (
+            H,
+            "a source per entry: file:// (relative to the config), rtsp://, usb:N "
+            "(v4l2:///dev/videoN); csi:N is refused",
+        ),
+        "num-source-bins": (H, "checked against the lists' lengths"),
+        "sensor-name-list": (H, "the sources' names"),
+        "sensor-id-list": (
+            A,
+            "names the sources when sensor-name-list is absent; the REST API knows listed "
+            "sources by their source id",
+        ),
+        "use-nvmultiurisrcbin": (
+            H,
+            "the http section: panoptes' HTTP server, with DeepStream's stream API "
+            "(/api/v1/stream/add and /remove)",
+        ),
+        "http-ip": (H, "http.host"),
+        "http-port": (H, "http.port"),
+        "max-batch-size": (H, "mux.batch_size (in place of [streammux] batch-size)"),
+        "sgie-batch-size": (A, "a secondary model takes the crops of each batch together"),
+        "stream-name-display": (A, "the osd draws no stream names"),
+        "low-latency-mode": (A, "decoders run with their default latency"),
+        "extract-sei-type5-data": (U, "SEI data is not extracted"),
+        "sei-uuid": (U, "SEI data is not extracted"),
     },
     "source": {
         "enable": (H, "a source per enabled group, in file order"),
-        "type": (H, "2 URI, 3 multi-URI, 4 RTSP; 1 and 5 (cameras) are not supported"),
+        "type": (
+            H,
+            "1 V4L2 camera, 2 URI, 3 multi-URI, 4 RTSP; 5 (a Jetson's CSI camera) is refused",
+        ),
         "uri": (H, "uri (relative to the config's folder)"),
         "num-sources": (H, "type 3 repeats the source (a %d in the uri is the index)"),
         "drop-frame-interval": (H, "drop_frame_interval"),
         "camera-id": (A, "sources are numbered in file order"),
-        "gpu-id": (A, "decoding runs on the CPU here"),
-        "cudadec-memtype": (A, "decoding runs on the CPU here"),
+        "gpu-id": (H, "with a CUDA GPU: decoder auto (NVDEC) and gpu_id; else CPU decoding"),
+        "cudadec-memtype": (A, "NVDEC frames stay in GPU memory (0); else CPU decoding"),
         "nvbuf-memory-type": (A, "decoding runs on the CPU here"),
         "num-extra-surfaces": (A, "queues are sized by queue_size"),
+        "num-decode-surfaces": (A, "queues are sized by queue_size"),
+        "low-latency-decode": (A, "decoders run with their default latency"),
+        "dec-skip-frames": (A, "every frame is decoded; drop-frame-interval keeps some"),
+        "udp-buffer-size": (A, "FFmpeg's own socket buffers"),
+        "video-format": (A, "frames are BGR (CPU) or RGB (GPU) for the models"),
+        "live-source": (A, "liveness comes from the source's URI"),
+        "source-id": (A, "sources are numbered in file order"),
+        "smart-rec-video-cache": (H, "record.cache_s (the older name of smart-rec-cache)"),
+        "file-loop": (H, "loop: true (as [tests] file-loop)"),
         "intra-decode-enable": (A, "every frame is decoded"),
         "latency": (A, "live sources drop old frames instead of buffering"),
         "select-rtp-protocol": (A, "RTSP over TCP (?transport=udp on the uri for UDP)"),
@@ -81,12 +142,12 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "smart-rec-duration": (H, "record.after_s"),
         "smart-rec-start-time": (H, "record.before_s"),
         "smart-rec-interval": (H, "record.min_interval_s"),
-        "camera-width": (U, "cameras (type 1, 5) are not supported"),
-        "camera-height": (U, "cameras (type 1, 5) are not supported"),
-        "camera-fps-n": (U, "cameras (type 1, 5) are not supported"),
-        "camera-fps-d": (U, "cameras (type 1, 5) are not supported"),
-        "camera-v4l2-dev-node": (U, "cameras (type 1, 5) are not supported"),
-        "camera-csi-sensor-id": (U, "cameras (type 1, 5) are not supported"),
+        "camera-width": (H, "type 1: the camera's width (v4l2:///dev/videoN?width=)"),
+        "camera-height": (H, "type 1: the camera's height (?height=)"),
+        "camera-fps-n": (H, "type 1: the camera's frame rate (?fps=N/D)"),
+        "camera-fps-d": (H, "type 1: the camera's frame rate (?fps=N/D)"),
+        "camera-v4l2-dev-node": (H, "type 1: N of /dev/videoN, read through FFmpeg's v4l2 device"),
+        "camera-csi-sensor-id": (U, "type 5 (a Jetson's CSI camera) is refused"),
     },
     "sink": {
         "enable": (H, "a sink per enabled group"),
@@ -97,7 +158,7 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "bitrate": (H, "bitrate_kbps (bits/s → kbit/s)"),
         "sync": (A, "files are written as fast as frames come"),
         "qos": (A, "no QoS events"),
-        "enc-type": (A, "software encoding (libx264/libx265)"),
+        "enc-type": (H, "0 (hardware): encoder auto, NVENC where there is one; 1: encoder cpu"),
         "iframeinterval": (H, "RTSP sink gop (file sinks keep the encoder's default)"),
         "profile": (A, "the encoder's default profile"),
         "gpu-id": (A, "encoding runs on the CPU here"),
@@ -126,6 +187,13 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "overlay-id": (U, "no screen output"),
         "offset-x": (U, "no screen output"),
         "offset-y": (U, "no screen output"),
+        "plane-id": (U, "no screen output"),
+        "conn-id": (U, "no screen output"),
+        "set-mode": (U, "no screen output"),
+        "sw-preset": (A, "the encoder's default preset"),
+        "output-io-mode": (A, "software encoding (libx264/libx265)"),
+        "copy-meta": (A, "metadata stays with the frames"),
+        "nvdslogger": (A, "per-stream frame rates are in the perf reports and /metrics"),
     },
     "osd": {
         "enable": (H, "osd (drawn when a video sink exists)"),
@@ -164,17 +232,24 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "gie-unique-id": (H, "infer gie_id (overrides the model file's)"),
         "interval": (H, "infer interval (overrides the model file's)"),
         "labelfile-path": (H, "infer labels (overrides the model file's)"),
-        "model-engine-file": (A, "see [property] model-engine-file"),
-        "batch-size": (A, "see [property] batch-size"),
+        "model-engine-file": (A, "see [property] model-engine-file (overrides it)"),
+        "batch-size": (H, "see [property] batch-size (overrides it)"),
         "bbox-border-color": (H, "osd.class_colors per class (bbox-border-colorN)"),
         "bbox-bg-color": (A, "labels have a filled background in the class colour"),
         "operate-on-gie-id": (H, "infer operate_on_gie_id"),
         "operate-on-class-ids": (H, "infer operate_on_class_ids"),
-        "gpu-id": (A, "inference runs on the CPU with onnxruntime"),
-        "nvbuf-memory-type": (A, "inference runs on the CPU with onnxruntime"),
-        "plugin-type": (A, "0 (nvinfer) only; 1 (nvinferserver) is not read yet"),
+        "gpu-id": (H, "see [property] gpu-id (overrides it)"),
+        "nvbuf-memory-type": (A, "GPU memory is not configured by hand"),
+        "plugin-type": (
+            H,
+            "0 nvinfer; 1 nvinferserver: its config read, the model served by Triton "
+            "(docs/triton.md)",
+        ),
         "input-tensor-meta": (U, "no pre-process element"),
         "infer-raw-output-dir": (U, "raw outputs are not dumped; use output_tensor_meta"),
+        "filter-out-class-ids": (H, "infer excluded_classes (overrides the model file's)"),
+        "audio-framesize": (U, "audio models are not run"),
+        "audio-hopsize": (U, "audio models are not run"),
     },
     "nvds-analytics": {
         "enable": (H, "analytics"),
@@ -198,18 +273,24 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "input-tensor-meta": (U, "no pre-process element"),
         "user-meta-pool-size": (A, "no pools"),
         "sub-batches": (A, "one tracker per stream"),
+        "tensor-meta-gie-id": (U, "no pre-process element"),
     },
     "property": {
         "onnx-file": (H, "infer model"),
         "model-engine-file": (
             A,
-            "a TensorRT engine is not used by onnxruntime on the CPU: the model comes from "
-            "onnx-file",
+            "a cache path: onnxruntime saves its optimised model there and loads it when it "
+            "matches; backend torch keeps its own in the cache folder; a TensorRT engine is "
+            "left as it is (see above)",
         ),
         "labelfile-path": (H, "infer labels"),
-        "batch-size": (A, "batches come from the mux; model copies share each batch"),
-        "network-mode": (A, "the CPU runs the model in its own precision (FP32 or the INT8 graph)"),
-        "int8-calib-file": (A, "no calibration: INT8 models are quantized in the ONNX file"),
+        "batch-size": (H, "with a CUDA GPU: infer batch_size; else the mux's batches"),
+        "network-mode": (
+            H,
+            "with a CUDA GPU: infer precision (0 fp32, 2 fp16, 1 INT8 → fp16); else the "
+            "model's own precision",
+        ),
+        "int8-calib-file": (A, "not used: INT8 models are quantized in their ONNX file"),
         "num-detected-classes": (A, "the class count comes from the model's outputs"),
         "interval": (H, "infer interval"),
         "gie-unique-id": (H, "infer gie_id"),
@@ -234,43 +315,45 @@ KEYS: dict[str, dict[str, tuple[Status, str]]] = {
         "engine-create-func-name": (A, "no engines are built"),
         "classifier-threshold": (H, "infer classifier_threshold"),
         "classifier-async-mode": (A, "classification runs in the pipeline's own thread"),
+        "is-classifier": (H, "the older network-type=1, read when network-type is absent"),
+        "classifier-type": (A, "classifications are told apart by the model's gie_id"),
         "secondary-reinfer-interval": (H, "infer reinfer_interval"),
         "input-object-min-width": (H, "infer input_object_min_width"),
         "input-object-min-height": (H, "infer input_object_min_height"),
         "input-object-max-width": (H, "infer input_object_max_width"),
         "input-object-max-height": (H, "infer input_object_max_height"),
         "output-blob-names": (A, "every output is read"),
-        "gpu-id": (A, "inference runs on the CPU"),
+        "gpu-id": (H, "with a CUDA GPU: infer gpu_id (backend torch on cuda); else the CPU"),
         "workspace-size": (A, "no engines are built"),
         "force-implicit-batch-dim": (A, "no engines are built"),
         "scaling-filter": (A, "bilinear scaling"),
         "scaling-compute-hw": (A, "scaling runs on the CPU"),
-        "filter-out-class-ids": (U, "not supported; use operate-on-class-ids downstream"),
+        "filter-out-class-ids": (H, "infer excluded_classes"),
         "uff-file": (U, "UFF models cannot run here: export the model to ONNX"),
         "model-file": (U, "Caffe or Darknet models cannot run here: export the model to ONNX"),
         "proto-file": (U, "Caffe models cannot run here: export the model to ONNX"),
         "tlt-encoded-model": (U, "TAO .etlt models cannot run here: export the model to ONNX"),
         "tlt-model-key": (U, "TAO .etlt models cannot run here: export the model to ONNX"),
         "custom-network-config": (U, "Darknet models cannot run here: export the model to ONNX"),
-        "uff-input-blob-name": (U, "UFF models cannot run here"),
+        "uff-input-blob-name": (A, "a UFF model's input name; an ONNX model names its own"),
         "uff-input-order": (U, "UFF models cannot run here"),
     },
     "class-attrs": {
         "pre-cluster-threshold": (H, "infer threshold ([class-attrs-N]: class_thresholds)"),
         "threshold": (H, "infer threshold (the older name)"),
-        "nms-iou-threshold": (H, "infer nms_iou"),
-        "topk": (H, "infer topk"),
+        "nms-iou-threshold": (H, "infer nms_iou ([class-attrs-N]: the all-classes value is used)"),
+        "topk": (H, "infer topk ([class-attrs-N]: the all-classes value is used)"),
         "post-cluster-threshold": (A, "the pre-cluster threshold is the only one"),
         "eps": (A, "NMS instead of DBSCAN"),
         "minBoxes": (A, "NMS instead of DBSCAN"),
         "dbscan-min-score": (A, "NMS instead of DBSCAN"),
         "group-threshold": (A, "NMS instead of rectangle grouping"),
-        "detected-min-w": (U, "not supported yet"),
-        "detected-min-h": (U, "not supported yet"),
-        "detected-max-w": (U, "not supported yet"),
-        "detected-max-h": (U, "not supported yet"),
-        "roi-top-offset": (U, "not supported yet"),
-        "roi-bottom-offset": (U, "not supported yet"),
+        "detected-min-w": (H, "infer box_limits.min_width ([class-attrs-N]: class_box_limits)"),
+        "detected-min-h": (H, "infer box_limits.min_height (mux-frame pixels)"),
+        "detected-max-w": (H, "infer box_limits.max_width (0: no limit)"),
+        "detected-max-h": (H, "infer box_limits.max_height (0: no limit)"),
+        "roi-top-offset": (H, "infer box_limits.top_margin (from the frame's top)"),
+        "roi-bottom-offset": (H, "infer box_limits.bottom_margin (from the frame's bottom)"),
     },
 }
 KEYS["secondary-gie"] = {
@@ -296,8 +379,8 @@ GROUPS: dict[str, tuple[Status, str]] = {
     "img-save": (U, "use a snapshot sink"),
     "ds-example": (U, "dsexample is a sample plugin"),
     "dewarper": (U, "no dewarping"),
-    "source-list": (U, "use [sourceN] groups"),
-    "source-attr-all": (U, "use [sourceN] groups"),
+    "source-list": (H, "sources from a list (nvmultiurisrcbin), and its REST server"),
+    "source-attr-all": (H, "the [source] keys every listed source takes; [sourceN] changes N's"),
 }
 
 # C parser names of NVIDIA's samples and the community's DeepStream-Yolo, all decoded by the
@@ -396,17 +479,26 @@ class _Translator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.notes: list[Note] = []
-        self.honoured = 0
+        self._honoured: set[str] = set()
+        """The places of the keys honoured as they are (a key shared by several sources, as
+        [source-attr-all]'s, counts once)."""
         self.config: dict[str, Any] = {}
         self._osd: dict[str, Any] = {}
         """What other groups say about drawing ([primary-gie] colours, [tracker] ids)."""
+        self._on_gpu = gpu_available()
+        """Whether the GPU path runs here: a DeepStream configuration expects it."""
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
     def _note(
         self, status: Literal["approximated", "unsupported", "unknown"], place: str, text: str
     ) -> None:
-        self.notes.append(Note(status, place, text))
+        note = Note(status, place, text)
+        if note not in self.notes:  # a key shared by several sources is said once
+            self.notes.append(note)
+
+    def _honour(self, place: str) -> None:
+        self._honoured.add(place)
 
     def _account(self, group: Group, table: str, *, skip: tuple[str, ...] = ()) -> None:
         """A note for each key of ``group`` that is not honoured; unknown keys by name."""
@@ -419,7 +511,7 @@ class _Translator:
             if status is None:
                 self._note("unknown", group.place(key), "unknown key, not used")
             elif status == H:
-                self.honoured += 1
+                self._honour(group.place(key))
             else:
                 self._note("approximated" if status == A else "unsupported", group.place(key), text)
 
@@ -442,7 +534,7 @@ class _Translator:
         self._analytics(app)
         self._display(app)
         self._sinks(app)
-        return Translation(self.config, self.path.resolve().parent, self.notes, self.honoured)
+        return Translation(self.config, self.path.resolve().parent, self.notes, len(self._honoured))
 
     def _application(self, app: KeyFile) -> None:
         group = app.get("application")
@@ -472,6 +564,8 @@ class _Translator:
             mux["height"] = group.get_integer("height")
         if "enable-padding" in group:
             mux["keep_aspect"] = group.get_integer("enable-padding") != 0
+        if group.get_boolean("drop-pipeline-eos", False):
+            self.config["keep_alive"] = True
         self.config["mux"] = mux
 
     def _sources(self, app: KeyFile) -> None:
@@ -479,39 +573,159 @@ class _Translator:
         if "tests" in app:
             self._account(app["tests"], "tests")
         sources: list[dict[str, Any]] = []
-        for _, group in app.groups_matching("source", order="file"):
-            if not group.enabled:
-                continue
-            self._account(group, "source")
-            kind = group.get_integer("type")
-            if kind in (1, 5):
-                self._note(
-                    "unsupported",
-                    group.place("type"),
-                    f"type={kind} (a {'V4L2' if kind == 1 else 'CSI'} camera) is not supported; "
-                    "the source is left out",
-                )
-                continue
-            if kind not in (2, 3, 4):
-                raise group.error("type", f"unknown source type {kind}; known: 1 to 5")
-            uri = group.get_path("uri")
-            count = group.get_integer("num-sources", 1) if kind == 3 else 1
-            if group.get_integer("smart-record", 0) > 0:
-                self._smart_record(group, list(range(len(sources), len(sources) + count)))
-            for index in range(max(1, count)):
-                source: dict[str, Any] = {"uri": _local(_indexed(uri, index))}
-                if "drop-frame-interval" in group and group.get_integer("drop-frame-interval") > 1:
-                    source["drop_frame_interval"] = group.get_integer("drop-frame-interval")
-                if loop and not _is_network(uri):
-                    source["loop"] = True
-                if "rtsp-reconnect-interval-sec" in group:
-                    source["stall_timeout_s"] = group.get_integer("rtsp-reconnect-interval-sec")
-                if "rtsp-reconnect-attempts" in group:
-                    source["reconnect_attempts"] = group.get_integer("rtsp-reconnect-attempts")
-                sources.append(source)
+        if "source-list" in app:
+            for group, item in self._source_list(app):
+                sources += self._source(group, len(sources), loop, item)
+        else:
+            for _, group in app.groups_matching("source", order="file"):
+                if group.enabled:
+                    sources += self._source(group, len(sources), loop)
         if not sources:
             raise ConfigError("no enabled [sourceN] group that panoptes can read", app.name)
         self.config["sources"] = sources
+
+    def _source(
+        self, group: Group, first_id: int, loop: bool, item: _ListItem | None = None
+    ) -> list[dict[str, Any]]:
+        """The sources of one ``[sourceN]`` group (``item``: of one entry of a source list)."""
+        listed = ("type", "num-sources", "uri") if item is not None else ()
+        self._account(group, "source", skip=(*_SOURCE_MACHINE_KEYS, *listed))
+        kind = item.kind if item is not None else group.get_integer("type")
+        if kind == 5:
+            sensor = (
+                item.device if item is not None else group.get_value("camera-csi-sensor-id", "0")
+            )
+            where = group.place("type") if item is None else item.place
+            raise ConfigError(
+                f"type=5 (the CSI camera {sensor} of a Jetson) cannot be read here: switch the "
+                "group off (enable=0), or stream the camera over RTSP and read it as type=4",
+                where,
+            )
+        if kind not in (1, 2, 3, 4):
+            raise group.error("type", f"unknown source type {kind}; known: 1 to 5")
+        if kind == 1:
+            uris = [_camera_uri(group, None if item is None else item.device)]
+        else:
+            uri = item.uri if item is not None else group.get_path("uri")
+            count = group.get_integer("num-sources", 1) if kind == 3 and item is None else 1
+            uris = [_local(_indexed(uri, index)) for index in range(max(1, count))]
+        if group.get_integer("smart-record", 0) > 0:
+            self._smart_record(group, list(range(first_id, first_id + len(uris))))
+        gpu = self._decoding(group, camera=kind == 1)
+        loops = kind != 1 and (loop or group.get_integer("file-loop", 0) != 0)
+        made = []
+        for uri in uris:
+            source: dict[str, Any] = {"uri": uri}
+            if item is not None and item.name is not None:
+                source["name"] = item.name
+            if "drop-frame-interval" in group and group.get_integer("drop-frame-interval") > 1:
+                source["drop_frame_interval"] = group.get_integer("drop-frame-interval")
+            if loops and not _is_network(uri):
+                source["loop"] = True
+            if "rtsp-reconnect-interval-sec" in group:
+                source["stall_timeout_s"] = group.get_integer("rtsp-reconnect-interval-sec")
+            if "rtsp-reconnect-attempts" in group:
+                source["reconnect_attempts"] = group.get_integer("rtsp-reconnect-attempts")
+            made.append({**source, **gpu})
+        return made
+
+    def _decoding(self, group: Group, *, camera: bool) -> dict[str, Any]:
+        """``gpu-id`` and ``cudadec-memtype``: NVDEC with a CUDA GPU, else the CPU's decoder."""
+        present = [key for key in _SOURCE_MACHINE_KEYS if key in group]
+        if camera or not self._on_gpu:
+            reason = (
+                "a camera's raw frames need no decoder"
+                if camera
+                else "there is no CUDA GPU with PyTorch here: decoding runs on the CPU"
+            )
+            for key in present:
+                self._note("approximated", group.place(key), reason)
+            return {}
+        settings: dict[str, Any] = {"decoder": "auto"}
+        if group.get_integer("gpu-id", 0):
+            settings["gpu_id"] = group.get_integer("gpu-id")
+        if "gpu-id" in group:
+            self._honour(group.place("gpu-id"))
+        if group.get_integer("cudadec-memtype", 0) != 0:
+            self._note(
+                "approximated",
+                group.place("cudadec-memtype"),
+                "NVDEC's frames stay in GPU (device) memory",
+            )
+        elif "cudadec-memtype" in group:
+            self._honour(group.place("cudadec-memtype"))
+        return settings
+
+    def _source_list(self, app: KeyFile) -> list[tuple[Group, _ListItem]]:
+        """``[source-list]`` and ``[source-attr-all]`` (nvmultiurisrcbin's form, DeepStream
+        6.2+): one source per ``list`` entry, with ``[source-attr-all]``'s keys, which a
+        ``[sourceN]`` group changes for source N."""
+        listing = app["source-list"]
+        self._account(listing, "source-list")
+        attrs = app.get("source-attr-all")
+        if attrs is None:
+            raise listing.error(None, "needs a [source-attr-all] group: add one (enable=1 ...)")
+        uris = listing.get_string_list("list", [])
+        ids = listing.get_string_list("sensor-id-list", None)
+        names = listing.get_string_list("sensor-name-list", None)
+        count = listing.get_integer("num-source-bins", len(uris))
+        for key, values in (("list", uris), ("sensor-id-list", ids), ("sensor-name-list", names)):
+            if "num-source-bins" in listing and values is not None and len(values) != count:
+                raise listing.error(
+                    key, f"has {len(values)} entries, and num-source-bins is {count}"
+                )
+        if not uris:
+            raise listing.error(
+                "list",
+                "no sources listed: panoptes starts with at least one (sources can then be "
+                "added through the REST API); list them as uri1;uri2",
+            )
+        use_bin = listing.get_boolean("use-nvmultiurisrcbin", False)
+        self._account(attrs, "source", skip=("type", "num-sources", "uri", *_SOURCE_MACHINE_KEYS))
+        for key in ("type", "num-sources", "uri"):
+            if key in attrs:
+                self._note(
+                    "approximated", attrs.place(key), "each source's kind comes from its list entry"
+                )
+        overrides = dict(app.groups_matching("source"))
+        for number, group in overrides.items():
+            if number >= len(uris):
+                raise group.error(
+                    None,
+                    f"there are {len(uris)} listed sources: [source0] to [source{len(uris) - 1}]",
+                )
+            if "type" in group and group.get_integer("type") == 3:
+                raise group.error("type", "a multi-URI source (type=3) cannot be in a source list")
+        pairs = []
+        for index, text in enumerate(uris):
+            own = overrides.get(index)
+            group = _Layered(own, attrs) if own is not None else attrs
+            name = names[index] if names else ids[index] if ids else None
+            pairs.append((group, _list_item(text, index, listing, name or None)))
+        if use_bin:
+            self._rest_server(listing, len(uris))
+        else:
+            for key in ("http-ip", "http-port", "max-batch-size"):
+                if key in listing:
+                    self._note(
+                        "approximated",
+                        listing.place(key),
+                        "used with use-nvmultiurisrcbin=1 only, as deepstream-app does",
+                    )
+        return pairs
+
+    def _rest_server(self, listing: Group, count: int) -> None:
+        """nvmultiurisrcbin's REST server: panoptes' HTTP server (DeepStream's stream API)."""
+        port_text = listing.get_string("http-port", "9000")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise listing.error("http-port", f"expected a port number, got {port_text!r}") from None
+        if not 0 <= port <= 65535:
+            raise listing.error("http-port", f"expected a port from 0 to 65535, got {port}")
+        self.config["http"] = {"host": listing.get_string("http-ip", "localhost"), "port": port}
+        if "max-batch-size" in listing:
+            self.config.setdefault("mux", {})["batch_size"] = listing.get_integer("max-batch-size")
 
     def _smart_record(self, group: Group, source_ids: list[int]) -> None:
         """The ``record`` section from a source's smart-rec-* keys (the first such source's
@@ -533,6 +747,7 @@ class _Translator:
                 )
             record["container"] = "mkv" if container == 1 else "mp4"
         for key, setting in (
+            ("smart-rec-video-cache", "cache_s"),  # the older name; the newer wins below
             ("smart-rec-cache", "cache_s"),
             ("smart-rec-default-duration", "default_duration_s"),
             ("smart-rec-duration", "after_s"),
@@ -567,8 +782,10 @@ class _Translator:
             self.config["infer"] = infers
 
     def _gie(self, group: Group, table: str, *, primary: bool) -> dict[str, Any] | None:
-        self._account(group, table)
         model_file = group.get_path("config-file")
+        if group.get_integer("plugin-type", 0) == 1:
+            return self._nvinferserver(group, _local(model_file), primary=primary)
+        self._account(group, table, skip=_PLACEMENT_KEYS)
         model_config = read_config_file(_local(model_file))
         infer: dict[str, Any] = {}
         keep = self._nvinfer(model_config, infer)
@@ -585,16 +802,169 @@ class _Translator:
             infer["operate_on_gie_id"] = group.get_integer("operate-on-gie-id")
         if "operate-on-class-ids" in group:
             infer["operate_on_class_ids"] = group.get_integer_list("operate-on-class-ids")
+        if "filter-out-class-ids" in group:
+            infer["excluded_classes"] = group.get_integer_list("filter-out-class-ids")
         # deepstream-app forces the primary's mode whatever the model file says.
         infer["process_mode"] = "primary" if primary else "secondary"
         name = group.name if not primary else "primary-gie"
         infer["name"] = name
+        self._placement(infer, model_config.require("property"), group)
+        return infer
+
+    def _placement(self, infer: dict[str, Any], prop: Group, app_group: Group) -> None:
+        """Where and how the model runs, from the keys that assume TensorRT on a GPU:
+        ``gpu-id``, ``batch-size``, ``network-mode``, ``int8-calib-file`` and
+        ``model-engine-file`` (the app's group overriding the model file's).
+
+        With a CUDA GPU and PyTorch, a detector takes the GPU path (backend torch on cuda, in the
+        precision network-mode asks for); elsewhere, and for classifiers, onnxruntime runs the
+        model on the CPU and these keys are approximated.
+        """
+
+        def setting(key: str) -> Group | None:
+            return app_group if key in app_group else prop if key in prop else None
+
+        mode = prop.get_integer("network-mode", 0)
+        if mode not in _NETWORK_MODES:
+            raise prop.error(
+                "network-mode", f"unknown network-mode {mode}; known: 0 FP32, 1 INT8, 2 FP16"
+            )
+        on_gpu = self._on_gpu and infer.get("network_type") == "detector"
+        why_cpu = (
+            "classifiers run with onnxruntime on the CPU"
+            if self._on_gpu
+            else "there is no CUDA GPU with PyTorch here: onnxruntime runs the model on the CPU"
+        )
+        calibration = prop.place("int8-calib-file") if "int8-calib-file" in prop else None
+        if on_gpu:
+            infer.update(backend="torch", device="cuda", precision="fp32" if mode == 0 else "fp16")
+            if mode == 1:
+                self._note(
+                    "approximated",
+                    prop.place("network-mode"),
+                    "INT8 (network-mode=1) runs in FP16, the nearest precision of backend torch",
+                )
+            elif "network-mode" in prop:
+                self._honour(prop.place("network-mode"))
+            if calibration is not None:
+                self._note(
+                    "approximated",
+                    calibration,
+                    "TensorRT's INT8 calibration table is not used by backend torch: the model "
+                    f"runs in {'FP16' if mode else 'FP32'}",
+                )
+        else:
+            if mode != 0:
+                self._note(
+                    "approximated",
+                    prop.place("network-mode"),
+                    f"{_NETWORK_MODES[mode]} (network-mode={mode}): {why_cpu}, in the model's "
+                    "own precision (FP32, or INT8 where the ONNX file is quantized)",
+                )
+            elif "network-mode" in prop:
+                self._honour(prop.place("network-mode"))
+            if calibration is not None:
+                self._note(
+                    "approximated",
+                    calibration,
+                    "TensorRT's INT8 calibration table is not used by onnxruntime: the model "
+                    "runs in its own precision (FP32, or INT8 where the ONNX file is quantized)",
+                )
+        for key, target in (("gpu-id", "gpu_id"), ("batch-size", "batch_size")):
+            source = setting(key)
+            if source is None:
+                continue
+            if on_gpu:
+                infer[target] = source.get_integer(key)
+                self._honour(source.place(key))
+            elif key == "gpu-id":
+                self._note("approximated", source.place(key), why_cpu)
+            else:
+                self._note(
+                    "approximated",
+                    source.place(key),
+                    "batches come from the mux; onnxruntime runs the model's own batch size",
+                )
+        source = setting("model-engine-file")
+        if source is not None:
+            self._engine_file(infer, source, on_gpu)
+
+    def _engine_file(self, infer: dict[str, Any], group: Group, on_gpu: bool) -> None:
+        """``model-engine-file``: a cache path. panoptes' own saved model is used when it
+        matches; a path that does not exist yet is where onnxruntime saves the model it builds;
+        any other file (a TensorRT engine) is left as it is and the model built from onnx-file.
+        """
+        from panoptes.models.backends.onnxruntime import saved_model_key
+        from panoptes.models.gpu.cache import cache_root
+
+        path = Path(_local(group.get_path("model-engine-file")))
+        place = group.place("model-engine-file")
+        foreign = path.exists() and saved_model_key(path) is None
+        left = (
+            f"{path.name} is not a model panoptes saved (a TensorRT engine?): it is left as it is"
+        )
+        if on_gpu:
+            self._note(
+                "approximated",
+                place,
+                (f"{left}; " if foreign else "")
+                + "backend torch keeps the model it builds from onnx-file in the panoptes cache "
+                f"folder ({cache_root() / 'torch'}), keyed by the model's content, precision, "
+                "batch size and GPU",
+            )
+        elif infer.get("network_type") != "detector":
+            self._note(
+                "approximated",
+                place,
+                (f"{left}; " if foreign else "")
+                + "a classifier is built from onnx-file at each start",
+            )
+        elif foreign:
+            self._note("approximated", place, f"{left}, and the model is built from onnx-file")
+        else:
+            infer["engine_file"] = str(path)
+            if path.exists():
+                self._honour(place)
+            else:
+                self._note(
+                    "approximated",
+                    place,
+                    f"onnxruntime saves the model it builds from onnx-file at {path} (an "
+                    "optimised ONNX model, not a TensorRT engine), and loads it from there on "
+                    "the next start",
+                )
+
+    def _nvinferserver(self, group: Group, path: str, *, primary: bool) -> dict[str, Any] | None:
+        """A gie group with ``plugin-type=1``: its nvinferserver file, the model on Triton."""
+        from panoptes.config.deepstream.nvinferserver import read_nvinferserver_config
+
+        self._account(group, "primary-gie" if primary else "secondary-gie", skip=_PLACEMENT_KEYS)
+        for key in _PLACEMENT_KEYS:
+            if key in group:
+                self._note("approximated", group.place(key), "the Triton server runs the model")
+        infer = read_nvinferserver_config(path, notes=self.notes)
+        if infer is None:
+            return None
+        # The app's keys override the model file's, as deepstream-app does.
+        for key, target in (
+            ("gie-unique-id", "gie_id"),
+            ("interval", "interval"),
+            ("operate-on-gie-id", "operate_on_gie_id"),
+        ):
+            if key in group:
+                infer[target] = group.get_integer(key)
+        if "labelfile-path" in group:
+            infer["labels"] = _local(group.get_path("labelfile-path"))
+        if "operate-on-class-ids" in group:
+            infer["operate_on_class_ids"] = group.get_integer_list("operate-on-class-ids")
+        infer["process_mode"] = "primary" if primary else "secondary"
+        infer["name"] = "primary-gie" if primary else group.name
         return infer
 
     def _nvinfer(self, config: KeyFile, infer: dict[str, Any]) -> bool:
         """Fill ``infer`` from an nvinfer file; False when the model cannot run here."""
         prop = config.require("property")
-        self._account(prop, "property")
+        self._account(prop, "property", skip=(*_PLACEMENT_KEYS, "network-mode", "int8-calib-file"))
         for key in ("uff-file", "model-file", "tlt-encoded-model", "custom-network-config"):
             if key in prop and "onnx-file" not in prop:
                 raise prop.error(
@@ -622,13 +992,18 @@ class _Translator:
                 infer[target] = prop.get_integer(key)
         if "operate-on-class-ids" in prop:
             infer["operate_on_class_ids"] = prop.get_integer_list("operate-on-class-ids")
+        if "filter-out-class-ids" in prop:
+            infer["excluded_classes"] = prop.get_integer_list("filter-out-class-ids")
         if "classifier-threshold" in prop:
             infer["classifier_threshold"] = prop.get_double("classifier-threshold")
         if "secondary-reinfer-interval" in prop:
             infer["reinfer_interval"] = prop.get_integer("secondary-reinfer-interval")
-        if prop.get_integer("output-tensor-meta", 0):
+        # nvinfer reads its switches as GLib booleans: 1, 0, true or false.
+        if prop.get_boolean("output-tensor-meta", False):
             infer["output_tensor_meta"] = True
         network = prop.get_integer("network-type", 0)
+        if "network-type" not in prop and prop.get_boolean("is-classifier", False):
+            network = 1  # the older key, read by nvinfer when network-type is absent
         if network in (2, 3):
             self._note(
                 "unsupported",
@@ -653,7 +1028,7 @@ class _Translator:
         cluster = prop.get_integer("cluster-mode", 0)
         if cluster == 4:
             infer["nms_iou"] = 1.0  # nothing overlaps by more than everything: NMS keeps all
-        elif cluster in (0, 1, 3):
+        elif cluster in (0, 1, 3) and infer["network_type"] == "detector":
             self._note(
                 "approximated",
                 prop.place("cluster-mode") if "cluster-mode" in prop else prop.place(),
@@ -675,18 +1050,23 @@ class _Translator:
             raise prop.error("offsets", f"expected 3 values, got {len(offsets)}")
         if scale <= 0:
             raise prop.error("net-scale-factor", f"must be positive, got {scale}")
-        keep_ratio = prop.get_integer("maintain-aspect-ratio", 0) != 0
+        keep_ratio = prop.get_boolean("maintain-aspect-ratio", False)
         return {
             "color_order": "rgb" if color == 0 else "bgr",
             "mean": offsets,
             "std": [1.0 / scale] * 3,
             "keep_ratio": keep_ratio,
-            "pad_position": "center" if prop.get_integer("symmetric-padding", 0) else "top-left",
+            "pad_position": "center"
+            if prop.get_boolean("symmetric-padding", False)
+            else "top-left",
             "pad_value": 0.0,
         }
 
     def _class_attrs(self, config: KeyFile, infer: dict[str, Any]) -> None:
+        """``[class-attrs-all]`` and ``[class-attrs-N]``: a class's group starts from the
+        all-classes values and changes the keys it names, as nvinfer reads them."""
         everything = config.get("class-attrs-all")
+        limits: dict[str, int] = {}
         if everything is not None:
             self._account(everything, "class-attrs")
             threshold = everything.get_double(
@@ -698,14 +1078,32 @@ class _Translator:
                 infer["nms_iou"] = everything.get_double("nms-iou-threshold")
             if everything.get_integer("topk", 0) > 0:
                 infer["topk"] = everything.get_integer("topk")
+            limits = _box_limits(everything)
+            if limits:
+                infer["box_limits"] = limits
         thresholds: dict[int, float] = {}
+        class_limits: dict[int, dict[str, int]] = {}
         for number, group in config.groups_matching("class-attrs-"):
-            self._account(group, "class-attrs")
+            per_class_only = ("nms-iou-threshold", "topk")
+            self._account(group, "class-attrs", skip=per_class_only)
+            for key in per_class_only:
+                if key in group:
+                    self._note(
+                        "approximated",
+                        group.place(key),
+                        f"a class's own {key} is not kept apart: every class takes the "
+                        "[class-attrs-all] value",
+                    )
             value = group.get_double("pre-cluster-threshold", group.get_double("threshold", None))
             if value is not None:
                 thresholds[number] = value
+            own = _box_limits(group)
+            if own:
+                class_limits[number] = {**limits, **own}
         if thresholds:
             infer["class_thresholds"] = thresholds
+        if class_limits:
+            infer["class_box_limits"] = class_limits
 
     # -- tracking, display, sinks ---------------------------------------------------------------
 
@@ -858,6 +1256,8 @@ class _Translator:
             sink["bitrate_kbps"] = max(1, bitrate // 1000)
         if "iframeinterval" in group:
             sink["gop"] = max(1, group.get_integer("iframeinterval"))
+        if group.get_integer("enc-type", 1) == 0:  # hardware: NVENC where there is one
+            sink["encoder"] = "auto"
         return sink
 
     def _file_sink(self, group: Group) -> dict[str, Any]:
@@ -886,10 +1286,119 @@ class _Translator:
         bitrate = group.get_integer("bitrate", 0)
         if bitrate > 0:
             sink["bitrate_kbps"] = max(1, bitrate // 1000)
+        if group.get_integer("enc-type", 1) == 0:  # hardware: NVENC where there is one
+            sink["encoder"] = "auto"
         return sink
 
 
+@dataclass(frozen=True)
+class _ListItem:
+    """One entry of a ``[source-list]`` ``list``: the kind of source it is (1 V4L2 camera,
+    2 URI, 4 RTSP, 5 CSI camera), its URI (cameras: their device number), its name."""
+
+    kind: int
+    uri: str
+    device: int | None
+    name: str | None
+    place: str
+
+
+def _list_item(text: str, index: int, listing: Group, name: str | None) -> _ListItem:
+    """``file://...`` (relative to the config's folder), ``rtsp://...``, ``usb:N`` (the V4L2
+    camera /dev/videoN) or ``csi:N``, as deepstream-app reads a source list's entries."""
+    place = f"{listing.place('list')} (entry {index + 1})"
+    if text.startswith("file:"):
+        uri = _local(resolve_path(text, relative_to_file=listing.config_path or Path.cwd()))
+        return _ListItem(2, uri, None, name, place)
+    if _is_network(text):
+        return _ListItem(4, text, None, name, place)
+    camera = re.fullmatch(r"(usb|csi):([0-9]+)", text)
+    if camera is None:
+        raise ConfigError(
+            f"{text!r} is not a source deepstream-app lists: expected file://..., rtsp://..., "
+            "usb:N (the camera /dev/videoN) or csi:N",
+            place,
+        )
+    kind = 1 if camera.group(1) == "usb" else 5
+    return _ListItem(kind, text, int(camera.group(2)), name, place)
+
+
+class _Layered(Group):
+    """A ``[sourceN]`` group of a source list: its own keys over ``[source-attr-all]``'s, each
+    placed where it is written."""
+
+    def __init__(self, own: Group, base: Group) -> None:
+        super().__init__(
+            own.name,
+            {**base, **own},
+            file=own.file,
+            line=own.line,
+            config_path=own.config_path,
+            dialect=own.dialect,
+        )
+        self._own, self._base = own, base
+
+    def place(self, key: str | None = None) -> str:
+        if key is not None and key not in self._own and key in self._base:
+            return self._base.place(key)
+        return self._own.place(key)
+
+
+def _camera_uri(group: Group, device: int | None = None) -> str:
+    """A type=1 source's camera as ``v4l2:///dev/videoN?width=&height=&fps=N/D``."""
+    node = device if device is not None else group.get_integer("camera-v4l2-dev-node", 0)
+    query: list[str] = []
+    width, height = group.get_integer("camera-width", 0), group.get_integer("camera-height", 0)
+    if width > 0 and height > 0:
+        query += [f"width={width}", f"height={height}"]
+    fps_n, fps_d = group.get_integer("camera-fps-n", 0), group.get_integer("camera-fps-d", 1)
+    if fps_n > 0:
+        query.append(f"fps={fps_n}/{max(1, fps_d)}")
+    return f"v4l2:///dev/video{node}" + ("?" + "&".join(query) if query else "")
+
+
 _CLUSTER_NAMES = {0: "group rectangles", 1: "DBSCAN", 3: "DBSCAN + NMS hybrid"}
+# A source's keys whose meaning depends on the machine having a CUDA GPU.
+_SOURCE_MACHINE_KEYS = ("gpu-id", "cudadec-memtype")
+_NETWORK_MODES = {0: "FP32", 1: "INT8", 2: "FP16"}
+# Keys of [primary-gie], [secondary-gieN] and [property] that say where and how a model runs.
+_PLACEMENT_KEYS = ("gpu-id", "batch-size", "model-engine-file")
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """Whether the GPU path can run here: a CUDA GPU that a CUDA build of PyTorch sees, and
+    onnx2torch to convert models for it. Answered once per process."""
+    if sys.platform == "linux" and not Path("/proc/driver/nvidia").exists():
+        return False  # no NVIDIA driver: no need to import torch to know
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx2torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+# nvinfer's detection filter keys and the infer box_limits fields they fill.
+_BOX_LIMIT_KEYS = {
+    "detected-min-w": "min_width",
+    "detected-min-h": "min_height",
+    "detected-max-w": "max_width",
+    "detected-max-h": "max_height",
+    "roi-top-offset": "top_margin",
+    "roi-bottom-offset": "bottom_margin",
+}
+
+
+def _box_limits(group: Group) -> dict[str, int]:
+    """The detection filter keys ``group`` names, as infer box_limits fields."""
+    limits: dict[str, int] = {}
+    for key, field_name in _BOX_LIMIT_KEYS.items():
+        if key in group:
+            value = group.get_integer(key)
+            if value < 0:
+                raise group.error(key, f"must not be negative, got {value}")
+            limits[field_name] = value
+    return limits
 
 
 def _tracker_kind(name: str, data: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Inference backends: one small interface in front of onnxruntime, PyTorch (and what comes next).
+"""Inference backends: one small interface in front of onnxruntime, PyTorch and Triton.
 
 A backend is named in :data:`BACKENDS` by a ``"module:Class"`` string that is imported only when
 asked for, so an optional runtime costs nothing until a model uses it.
@@ -15,7 +15,7 @@ import numpy as np
 
 from panoptes.core.errors import ModelError
 
-__all__ = ["BACKENDS", "Backend", "TensorInfo", "load_backend"]
+__all__ = ["BACKENDS", "REMOTE_BACKENDS", "Backend", "TensorInfo", "load_backend"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,17 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "onnxruntime": "panoptes.models.backends.onnxruntime:OnnxRuntimeBackend",
     "torch": "panoptes.models.backends.pytorch:TorchBackend",
+    "triton": "panoptes.models.backends.triton:TritonBackend",
 }
 
+#: Backends whose models live on a server: the model is named there, not found on this disk.
+REMOTE_BACKENDS = frozenset({"triton"})
+
 # The pip packages a backend needs beyond panoptes' own dependencies.
-_BACKEND_PACKAGES = {"torch": "torch and onnx2torch (pip install 'panoptes[gpu]')"}
+_BACKEND_PACKAGES = {
+    "torch": "torch and onnx2torch (pip install 'panoptes[gpu]')",
+    "triton": "tritonclient (pip install 'panoptes[triton]')",
+}
 
 
 def load_backend(name: str, path: str | Path, **options: Any) -> Backend:

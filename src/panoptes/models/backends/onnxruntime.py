@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import platform
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +21,11 @@ from panoptes.models.backends import TensorInfo
 
 __all__ = [
     "PROVIDER_NAMES",
+    "SAVED_MODEL_KEY",
     "OnnxRuntimeBackend",
     "execution_providers",
     "provider_options",
+    "saved_model_key",
     "tensorrt_cache_dir",
 ]
 
@@ -61,6 +69,73 @@ def tensorrt_cache_dir(precision: str | None = None) -> Path:
     root = os.environ.get("PANOPTES_CACHE_DIR")
     base = (Path(root).expanduser() if root else Path.home() / ".cache" / "panoptes") / "tensorrt"
     return base / precision if precision else base
+
+
+#: The metadata entry that marks an ONNX file as a model panoptes saved (DeepStream's
+#: ``model-engine-file``); its value says what the model was built from, as JSON.
+SAVED_MODEL_KEY = "panoptes.saved_model"
+
+# How much of a file's end is read to find the entry: a key of a few hundred bytes.
+_SAVED_KEY_TAIL_BYTES = 4096
+_SAVED_ENTRY_HEAD = b"\x0a" + bytes([len(SAVED_MODEL_KEY)]) + SAVED_MODEL_KEY.encode() + b"\x12"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _saved_model_trailer(key: dict[str, str]) -> bytes:
+    """The key as one more ``metadata_props`` entry of an ONNX ``ModelProto`` (field 14).
+
+    Protobuf merges a repeated field wherever it appears in the bytes, so appending it to a
+    serialised model adds the entry without parsing the model: panoptes needs no onnx package
+    for this, and the entry is always the file's last bytes, where :func:`saved_model_key`
+    looks for it.
+    """
+    value = json.dumps(key, sort_keys=True).encode()
+    entry = _SAVED_ENTRY_HEAD + _varint(len(value)) + value
+    return b"\x72" + _varint(len(entry)) + entry
+
+
+def saved_model_key(path: Path) -> dict[str, str] | None:
+    """What the model panoptes saved at ``path`` was built from; None when ``path`` is not a
+    model panoptes saved (a TensorRT engine, any other file) or cannot be read."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - _SAVED_KEY_TAIL_BYTES))
+            tail = file.read()
+    except OSError:
+        return None
+    start = tail.rfind(_SAVED_ENTRY_HEAD)
+    if start < 0:
+        return None
+    rest = tail[start + len(_SAVED_ENTRY_HEAD) :]
+    length, shift, used = 0, 0, 0
+    for byte in rest[:4]:
+        length |= (byte & 0x7F) << shift
+        shift, used = shift + 7, used + 1
+        if not byte & 0x80:
+            break
+    if length != len(rest) - used:
+        return None
+    try:
+        key = json.loads(rest[used:])
+    except ValueError:
+        return None
+    return key if isinstance(key, dict) else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _tensor_info(node: Any) -> TensorInfo:
@@ -150,6 +225,14 @@ class OnnxRuntimeBackend:
     bounds the threads of one operator (onnxruntime's intra-op pool). ``gpu_id`` picks the GPU
     of the CUDA and TensorRT providers; ``precision`` ``fp16`` lets TensorRT build fp16
     engines (the CUDA provider runs the model in its own precision).
+
+    ``saved_model`` is where the model, optimised by onnxruntime, is kept between runs
+    (DeepStream's ``model-engine-file``): when that file is one panoptes saved from the same
+    model with the same onnxruntime, providers and processor, it is loaded as it is (no
+    optimisation pass); when it does not exist, or panoptes saved it from something else, the
+    model is built from ``path`` and saved there. A file panoptes did not write (a TensorRT
+    engine) is never overwritten: it is left as it is, with a warning. ``saved_model_used``
+    says whether the saved model was loaded.
     """
 
     def __init__(
@@ -160,6 +243,7 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         gpu_id: int = 0,
         precision: str = "fp32",
+        saved_model: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -182,16 +266,12 @@ class OnnxRuntimeBackend:
         # Idle workers would otherwise spin on the cores that decoding threads need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=provider_list
-            )
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            message = str(exc)
-            if "INVALID_PROTOBUF" in message or "protobuf parsing failed" in message.lower():
-                raise ModelError(f"{self.path} is not an ONNX model: {message}") from exc
-            raise ModelError(f"{self.path}: onnxruntime cannot load it: {message}") from exc
         wanted = [p if isinstance(p, str) else p[0] for p in provider_list]
+        self.saved_model_used = False
+        if saved_model is None:
+            self._session = self._open(self.path, options, provider_list)
+        else:
+            self._session = self._open_saved(Path(saved_model), options, provider_list, wanted)
         started = self._session.get_providers()
         lost = [name for name in wanted if name not in started]
         if lost:
@@ -208,6 +288,76 @@ class OnnxRuntimeBackend:
         self._input_name = self.inputs[0].name if self.inputs else ""
         self._input_dtype = self.inputs[0].dtype if self.inputs else np.dtype(np.float32)
         self._output_names = [info.name for info in self.outputs]
+
+    def _open(
+        self, path: Path, options: ort.SessionOptions, providers: list[Any]
+    ) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            message = str(exc)
+            if "INVALID_PROTOBUF" in message or "protobuf parsing failed" in message.lower():
+                raise ModelError(f"{path} is not an ONNX model: {message}") from exc
+            raise ModelError(f"{path}: onnxruntime cannot load it: {message}") from exc
+
+    def _open_saved(
+        self, saved: Path, options: ort.SessionOptions, providers: list[Any], names: list[str]
+    ) -> ort.InferenceSession:
+        """The session of the model saved at ``saved`` when it matches, else of ``self.path``,
+        saving the optimised model at ``saved`` when panoptes may write there."""
+        from panoptes.models.detector import ModelWarning
+
+        key = {
+            "format": "1",
+            "source_sha256": _sha256(self.path),
+            "onnxruntime": ort.__version__,
+            "providers": ",".join(names),
+            "machine": platform.machine(),
+        }
+        if saved.exists():
+            stored = saved_model_key(saved)
+            if stored is None:
+                warnings.warn(
+                    f"{saved} is not a model panoptes saved (a TensorRT engine?): it is left as "
+                    f"it is, and the model is loaded from {self.path}",
+                    ModelWarning,
+                    stacklevel=4,
+                )
+                return self._open(self.path, options, providers)
+            if stored == key:
+                # Optimised when it was saved: loading it again skips that pass.
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                session = self._open(saved, options, providers)
+                self.saved_model_used = True
+                return session
+        try:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{saved.name}.", dir=saved.parent)
+            os.close(handle)
+        except OSError as error:
+            warnings.warn(
+                f"cannot save the model at {saved} ({error}); the next start builds it again",
+                ModelWarning,
+                stacklevel=4,
+            )
+            return self._open(self.path, options, providers)
+        try:
+            options.optimized_model_filepath = temporary
+            session = self._open(self.path, options, providers)
+            with open(temporary, "ab") as file:
+                file.write(_saved_model_trailer(key))
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users
+            os.replace(temporary, saved)
+        except OSError as error:
+            warnings.warn(
+                f"cannot save the model at {saved} ({error}); the next start builds it again",
+                ModelWarning,
+                stacklevel=4,
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return session
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the NCHW ``batch`` through the model: each output by name, batch first."""

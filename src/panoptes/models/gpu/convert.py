@@ -1,28 +1,40 @@
 """From an ONNX file to a PyTorch module that runs a fixed batch on one device, with no host work.
 
-Three steps, each for a fault found on the GPU:
+Four steps, each for a fault found on the GPU or in a current exporter's files:
 
 1. **Free the batch axis** (:func:`free_batch_axis`). Many exports fix the batch in their Reshape
    shapes (yolox-nano reshapes to ``[1, 85, -1]``): converted as they are, a batch of 8 comes out
    as *one* image of 8 × 3549 rows, silently. A Reshape whose shape is a constant starting with the
    model's batch size, applied to a tensor whose first axis is not a known constant, gets 0 there
    (ONNX: "copy this axis from the input").
-2. **Convert and trace** (:func:`convert_for_batch`). onnx2torch's Reshape, Slice and Resize read
+2. **Meet onnx2torch** (:func:`fold_identity_initializers`, :func:`lower_opset`). PyTorch's
+   TorchScript exporter stores equal weights once and feeds their other users through Identity
+   nodes, while onnx2torch needs a Conv's weight and bias to be initializers themselves
+   (``KeyError: 'model.2.cv1.conv.bias'``): each such Identity becomes a copy of its initializer.
+   Current exporters write opset 18 and later, where onnx2torch 1.5 has no converter for Split,
+   Resize, Reshape and others: such a model is taken down to the newest opset at which
+   onnx2torch converts every operator of its graph.
+3. **Convert and trace** (:func:`convert_for_batch`). onnx2torch's Reshape, Slice and Resize read
    their shape arguments back from tensors on every call (``.tolist()``): on a GPU that is a
    device-to-host copy in the middle of ``forward``, which stalls the stream and makes CUDA-graph
    capture fail. Traced once at the fixed batch with real tensors (``make_fx``), those values
    become constants of a plain ATen graph. The traced module is checked against onnxruntime on
-   two different images of the batch, which also proves that the batch axis is really free.
-3. **Place on the device** (:func:`place_on_device`). Every tensor the graph reads (parameters,
+   the user's file, on two different images of the batch, which also proves that the batch axis
+   is really free and that the rewrites of steps 1 and 2 changed nothing.
+4. **Place on the device** (:func:`place_on_device`). Every tensor the graph reads (parameters,
    buffers, and the constants tracing leaves as plain attributes, which ``Module.to`` does not
    move) is moved to the device once, in the model's precision, and every device or dtype the
    graph names is pointed at the target.
+
+Every rewrite works on a copy in memory: the user's file is never written, and the conversion
+cache stays keyed by its bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import sys
 import types
 import warnings
@@ -33,7 +45,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper, shape_inference, version_converter
 from torch import fx
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.node import map_aggregate
@@ -42,11 +54,15 @@ from panoptes.core.errors import ModelError
 from panoptes.models.backends import TensorInfo
 
 __all__ = [
+    "OLDEST_LOWERED_OPSET",
     "convert_for_batch",
+    "fold_identity_initializers",
     "free_batch_axis",
+    "lower_opset",
     "onnx_interface",
     "output_tuple",
     "place_on_device",
+    "prepare_for_onnx2torch",
 ]
 
 #: How far the traced module may be from onnxruntime, relative to the output's largest value.
@@ -152,6 +168,160 @@ def free_batch_axis(model: onnx.ModelProto, input_size_wh: tuple[int, int]) -> o
     return model
 
 
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copied: onnx.ModelProto = onnx.ModelProto.FromString(model.SerializeToString())
+    return copied
+
+
+def fold_identity_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which every Identity node fed by an initializer is replaced by a
+    copy of that initializer under the node's output name: the same computation, with every
+    weight an initializer (see the module's notes). An Identity that gives a graph output is
+    kept, since an initializer cannot be one."""
+    model = _copy(model)
+    graph = model.graph
+    initializers = {initializer.name: initializer for initializer in graph.initializer}
+    graph_outputs = {value.name for value in graph.output}
+    kept: list[onnx.NodeProto] = []
+    for node in graph.node:  # in graph order, so a chain of Identities folds from its start
+        source = node.input[0] if node.op_type == "Identity" and node.input else ""
+        if node.domain or source not in initializers or node.output[0] in graph_outputs:
+            kept.append(node)
+            continue
+        weight = onnx.TensorProto()
+        weight.CopyFrom(initializers[source])
+        weight.name = node.output[0]
+        graph.initializer.append(weight)
+        initializers[weight.name] = weight
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    return model
+
+
+def _default_opset(model: onnx.ModelProto) -> int | None:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return None
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _explicit_split_sizes(model: onnx.ModelProto) -> None:
+    """Give every Split of ``model`` that says ``num_outputs`` (opset 18 and later) the sizes of
+    its parts as a ``split`` input instead, the form opset 13 also reads. In place.
+
+    The sizes come from the split axis' size, so that it must be known before run time. As in
+    the ONNX specification and onnxruntime, parts are ``ceil(size / num_outputs)`` long, the
+    last one shorter (7 into 3: 3, 3, 1)."""
+    splits = [
+        node
+        for node in model.graph.node
+        if node.op_type == "Split" and not node.domain and _attribute(node, "num_outputs")
+    ]
+    if not splits:
+        return
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {
+        value.name: value.type.tensor_type.shape
+        for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+        if value.type.tensor_type.HasField("shape")
+    }
+    for index, node in enumerate(splits):
+        parts = int(_attribute(node, "num_outputs"))
+        axis = int(_attribute(node, "axis", 0))
+        where = f"Split node {node.name or index!r} (input {node.input[0]!r}, axis {axis})"
+        shape = shapes.get(node.input[0])
+        rank = len(shape.dim) if shape is not None else 0
+        if shape is None or not -rank <= axis < rank:
+            raise ModelError(f"{where}: the shape of its input is not known before run time")
+        dim = shape.dim[axis % rank]
+        if not dim.HasField("dim_value"):
+            raise ModelError(
+                f"{where}: it splits into num_outputs={parts} parts an axis whose size is not "
+                "known before run time, a form only opset 18 and later have"
+            )
+        size = dim.dim_value
+        part = -(-size // parts)
+        sizes = [part] * (parts - 1) + [size - part * (parts - 1)]
+        if sizes[-1] < 0:
+            raise ModelError(f"{where}: an axis of size {size} has no {parts} parts")
+        name = f"panoptes_split_sizes_{index}"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(sizes, np.int64), name))
+        if len(node.input) > 1:
+            node.input[1] = name
+        else:
+            node.input.append(name)
+        kept = [attribute for attribute in node.attribute if attribute.name != "num_outputs"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+
+
+#: The oldest opset :func:`lower_opset` takes a model down to. Below 13, Split, Squeeze and the
+#: reductions take their axes as attributes, which onnx2torch does not need.
+OLDEST_LOWERED_OPSET = 13
+
+#: Where nodes wait while onnx's version converter takes the rest of the graph down.
+_SET_ASIDE_DOMAIN = "panoptes.set_aside"
+
+
+def _same_as_opset_13(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` means the same at opset 13 as at its own, newer, opset, for the
+    operators onnx's version converter has no adapter to take down (onnx 1.23: "No Adapter From
+    Version $18 for Split", "No Adapter To Version $17 for Pad")."""
+    if node.domain:
+        return False
+    if node.op_type == "Split":  # once its sizes are explicit (see _explicit_split_sizes)
+        return not _attribute(node, "num_outputs")
+    if node.op_type == "Pad":  # opset 18 added an axes input, 19 the wrap mode
+        has_axes = len(node.input) > 3 and bool(node.input[3])
+        return not has_axes and _attribute(node, "mode", b"constant") != b"wrap"
+    return False
+
+
+def lower_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """A copy of ``model`` with its default-domain operators at ``opset`` (13 or later, older
+    than the model's), by onnx's version converter.
+
+    Splits and Pads, for which that converter has no adapter from opset 18 down, mean the same
+    at opset 13 in the form exporters write (Splits once :func:`_explicit_split_sizes` has
+    given their sizes): they are set aside while the converter takes the rest down, and put
+    back unchanged. Raises :class:`ModelError` naming the node or operator that cannot be taken
+    down, and why.
+    """
+    if not OLDEST_LOWERED_OPSET <= opset < (_default_opset(model) or 0):
+        raise ModelError(
+            f"cannot take a model of opset {_default_opset(model)} down to opset {opset}"
+        )
+    model = _copy(model)
+    _explicit_split_sizes(model)
+    set_aside = [node for node in model.graph.node if _same_as_opset_13(node)]
+    for node in set_aside:
+        node.domain = _SET_ASIDE_DOMAIN
+    model.opset_import.append(helper.make_opsetid(_SET_ASIDE_DOMAIN, 1))
+    try:
+        lowered = version_converter.convert_version(model, opset)
+    except Exception as error:  # the converter's C++ assertions come as RuntimeError, and more
+        # "…/resize_18_17.h:29: adapt: Assertion `value == 0` failed: Resize antialias=1 is…"
+        reason = str(error).rpartition("failed: ")[2].strip().rstrip(".") or type(error).__name__
+        raise ModelError(
+            f"onnx's version converter cannot take it down to opset {opset}: {reason}"
+        ) from error
+    for node in lowered.graph.node:
+        if node.domain == _SET_ASIDE_DOMAIN:
+            node.domain = ""
+    imports = [entry for entry in lowered.opset_import if entry.domain != _SET_ASIDE_DOMAIN]
+    del lowered.opset_import[:]
+    lowered.opset_import.extend(imports)
+    return lowered
+
+
 # --- onnx2torch ------------------------------------------------------------------------------
 
 
@@ -205,6 +375,98 @@ def _onnx2torch_convert() -> Callable[[onnx.ModelProto], fx.GraphModule]:
                 ) from error
     convert: Callable[[onnx.ModelProto], fx.GraphModule] = module.convert
     return convert
+
+
+def _onnx2torch_version() -> str:
+    try:
+        return importlib.metadata.version("onnx2torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _onnx2torch_has_converter(op_type: str, opset: int, domain: str = "") -> bool:
+    """Whether onnx2torch converts ``op_type`` of ``domain`` in a model of that domain's
+    ``opset`` (it picks the operator's newest version up to it, as onnx does)."""
+    _onnx2torch_convert()  # imports onnx2torch, or says how to install it
+    get_converter = importlib.import_module("onnx2torch.node_converters").get_converter
+    try:
+        get_converter(operation_type=op_type, version=opset, domain=domain)
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _opset_for_onnx2torch(model: onnx.ModelProto) -> int | None:
+    """The opset ``model`` must be taken down to for onnx2torch, or None when it converts the
+    model's own. Raises :class:`ModelError` naming the operators it converts at no opset."""
+    opsets = {entry.domain or "": int(entry.version) for entry in model.opset_import}
+    opset = _default_opset(model)
+    operators = {(node.domain, node.op_type) for node in model.graph.node}
+    if opset is None:
+        return None
+
+    def convertible(domain: str, op_type: str, at: int) -> bool:
+        # ``at`` is the default domain's opset; another domain keeps its own
+        return _onnx2torch_has_converter(op_type, opsets.get(domain, 1) if domain else at, domain)
+
+    unknown = sorted(
+        f"{domain}.{op_type}" if domain else op_type
+        for domain, op_type in operators
+        if not any(convertible(domain, op_type, at) for at in range(1, opset + 1))
+    )
+    if unknown:
+        raise ModelError(
+            f"onnx2torch cannot convert this model: onnx2torch {_onnx2torch_version()} has no "
+            f"converter for {', '.join(unknown)} at any opset up to the model's {opset}. Use "
+            "backend onnxruntime for it"
+        )
+    oldest = min(opset, OLDEST_LOWERED_OPSET)
+    newest = next(
+        (
+            at
+            for at in range(opset, oldest - 1, -1)
+            if all(convertible(domain, op_type, at) for domain, op_type in operators)
+        ),
+        None,
+    )
+    if newest is None:
+        missing = sorted(
+            op_type for domain, op_type in operators if not convertible(domain, op_type, opset)
+        )
+        raise ModelError(
+            f"onnx2torch cannot convert this model: onnx2torch {_onnx2torch_version()} has, at "
+            f"no opset from {opset} down to {oldest}, a converter for all of its "
+            f"operators ({', '.join(missing)} have none at opset {opset}). Use backend "
+            "onnxruntime for it"
+        )
+    return None if newest == opset else newest
+
+
+def prepare_for_onnx2torch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (a copy) in a form onnx2torch converts: weights fed through Identity nodes
+    folded, the opset taken down where onnx2torch lacks converters for the model's own (see the
+    module's notes). Raises :class:`ModelError` saying what cannot be converted."""
+    model = fold_identity_initializers(model)
+    opset = _default_opset(model)
+    target = _opset_for_onnx2torch(model)
+    if target is None:
+        return model
+    needing = sorted(
+        {
+            node.op_type
+            for node in model.graph.node
+            if not node.domain and not _onnx2torch_has_converter(node.op_type, opset or 1)
+        }
+    )
+    try:
+        return lower_opset(model, target)
+    except ModelError as error:
+        raise ModelError(
+            f"its opset {opset} is newer than onnx2torch {_onnx2torch_version()} converts for "
+            f"{', '.join(needing)} (it converts them at opset {target} or older); {error}. "
+            f"Export the model with opset {target} (torch.onnx.export(opset_version={target}), "
+            f"Ultralytics opset={target}), or use backend onnxruntime"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -310,12 +572,22 @@ def convert_for_batch(
     convert = _onnx2torch_convert()
     original = onnx.load(str(path))
     model_batch = _info(_graph_inputs(original)[0]).shape[0]
-    freed = free_batch_axis(original, input_size_wh)
+    try:
+        prepared = prepare_for_onnx2torch(free_batch_axis(original, input_size_wh))
+    except ModelError as error:
+        raise ModelError(f"{path}: {error}") from error
     try:
         with _quiet_onnx2torch():
-            module = convert(freed).eval().to(device)
+            module = convert(prepared).eval().to(device)
     except NotImplementedError as error:
         raise ModelError(f"{path}: onnx2torch cannot convert this model: {error}") from error
+    except ModelError:
+        raise
+    except Exception as error:  # onnx2torch meets a graph it does not expect with any error
+        raise ModelError(
+            f"{path}: onnx2torch {_onnx2torch_version()} failed on this model "
+            f"({type(error).__name__}: {error}); use backend onnxruntime for it"
+        ) from error
     width, height = input_size_wh
     generator = torch.Generator().manual_seed(0)
     example = torch.rand((batch_size, 3, height, width), generator=generator)

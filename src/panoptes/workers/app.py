@@ -1,0 +1,338 @@
+"""The HTTP app of a supervisor: one REST API and one ``/metrics`` for all its workers.
+
+The same endpoints as one pipeline's app (``panoptes.server.app``), DeepStream's included, with
+each stream's ``worker`` and ``gpu`` in its row and its metrics' labels, and
+``GET /api/v1/workers``. A stream added goes to the least loaded worker; a removal goes to the
+worker that holds the stream. The live view is not served here: each worker's ``rtsp`` sink
+serves its video (port + worker index).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+
+from panoptes.core.errors import ConfigError, PipelineError
+from panoptes.core.streams import StreamState
+from panoptes.elements.web_view import HttpProperties
+from panoptes.server.app import (
+    SOURCE,
+    StreamAddMessage,
+    StreamRemoveMessage,
+    _ds_reply,
+    _json_body,
+    _page,
+    _schema_body,
+)
+from panoptes.server.http import AppServer
+from panoptes.server.metrics import render
+from panoptes.server.streams import LATENCY_QUANTILES, DuplicateCameraError, UnknownStreamError
+from panoptes.workers.supervisor import Supervisor
+
+__all__ = ["SupervisorCollector", "create_supervisor_app", "start_supervisor_http"]
+
+_STREAM_LABELS = ("source_id", "name", "worker", "gpu")
+_ELEMENT_LABELS = ("element", "kind", "worker")
+_WORKER_LABELS = ("worker", "gpu")
+
+
+def _gpu(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class SupervisorCollector(Collector):
+    """The metrics of one pipeline's ``/metrics`` (same names), for every worker's streams and
+    elements, labelled with the ``worker`` and ``gpu``; and per worker: up, restarts, streams,
+    load, memory and CPU time."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.supervisor.rows()
+        fps = GaugeMetricFamily(
+            "panoptes_stream_fps",
+            "Frames out per second over the last few seconds.",
+            labels=_STREAM_LABELS,
+        )
+        counters = {
+            key: CounterMetricFamily(f"panoptes_stream_{name}", text, labels=_STREAM_LABELS)
+            for key, name, text in (
+                ("frames_out", "frames_out", "Frames that left the last processing element."),
+                ("frames_decoded", "frames_decoded", "Frames decoded by the source."),
+                ("dropped", "dropped_frames", "Frames a live stream dropped: pipeline behind."),
+                ("corrupt", "corrupt_frames", "Packets or images that failed to decode."),
+                ("errors", "errors", "Errors of the stream (failed opens, lost connections)."),
+                ("reconnects", "reconnects", "Times the stream was opened again."),
+            )
+        }
+        state = GaugeMetricFamily(
+            "panoptes_stream_state",
+            "1 for the stream's current state, 0 for the others.",
+            labels=(*_STREAM_LABELS, "state"),
+        )
+        latency = GaugeMetricFamily(
+            "panoptes_stream_latency_seconds",
+            "Capture-to-output latency over the stream's recent frames, by quantile.",
+            labels=(*_STREAM_LABELS, "quantile"),
+        )
+        for row in rows:
+            labels = [str(row.source_id), row.name, str(row.worker), _gpu(row.gpu)]
+            if row.fps is not None:
+                fps.add_metric(labels, row.fps)
+            for key, family in counters.items():
+                family.add_metric(labels, getattr(row, key))
+            for value in StreamState:
+                state.add_metric([*labels, value.value], float(value.value == row.state))
+            if row.latency_s is not None:
+                for quantile in LATENCY_QUANTILES:
+                    key = f"p{round(quantile * 100)}"
+                    latency.add_metric([*labels, f"{quantile:g}"], row.latency_s[key])
+        yield fps
+        yield from counters.values()
+        yield state
+        yield latency
+        yield GaugeMetricFamily("panoptes_streams", "Streams listed.", value=len(rows))
+        yield GaugeMetricFamily(
+            "panoptes_pipeline_uptime_seconds",
+            "Seconds since the workers started.",
+            value=self.supervisor.elapsed_s(),
+        )
+        yield from self._workers()
+
+    def _workers(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "panoptes_worker_up", "1 while the worker's process runs.", labels=_WORKER_LABELS
+        )
+        restarts = CounterMetricFamily(
+            "panoptes_worker_restarts",
+            "Times the worker was started again after it died.",
+            labels=_WORKER_LABELS,
+        )
+        streams = GaugeMetricFamily(
+            "panoptes_worker_streams", "Streams the worker holds.", labels=_WORKER_LABELS
+        )
+        load = GaugeMetricFamily(
+            "panoptes_worker_load_pixels_per_second",
+            "Decoded pixels per second of the worker's streams, as last measured.",
+            labels=_WORKER_LABELS,
+        )
+        memory = GaugeMetricFamily(
+            "panoptes_worker_resident_memory_bytes",
+            "Resident memory of the worker's process.",
+            labels=_WORKER_LABELS,
+        )
+        cpu = CounterMetricFamily(
+            "panoptes_worker_cpu_seconds",
+            "CPU time of the worker's process (user and system).",
+            labels=_WORKER_LABELS,
+        )
+        batches = CounterMetricFamily(
+            "panoptes_element_batches", "Batches the element processed.", labels=_ELEMENT_LABELS
+        )
+        busy = CounterMetricFamily(
+            "panoptes_element_busy_seconds",
+            "Seconds the element spent processing (inference time for infer elements).",
+            labels=_ELEMENT_LABELS,
+        )
+        depth = GaugeMetricFamily(
+            "panoptes_element_queue_depth",
+            "Batches waiting for the element.",
+            labels=_ELEMENT_LABELS,
+        )
+        failures = CounterMetricFamily(
+            "panoptes_element_failures", "Batches the element failed on.", labels=_ELEMENT_LABELS
+        )
+        for info in self.supervisor.workers():
+            labels = [str(info.index), _gpu(info.gpu)]
+            up.add_metric(labels, float(info.state in ("starting", "running")))
+            restarts.add_metric(labels, info.restarts)
+            streams.add_metric(labels, len(info.streams))
+            load.add_metric(labels, info.load)
+            if info.memory_bytes is not None:
+                memory.add_metric(labels, info.memory_bytes)
+            if info.cpu_s is not None:
+                cpu.add_metric(labels, info.cpu_s)
+            for element in info.elements:
+                element_labels = [element["name"], element["kind"], str(info.index)]
+                batches.add_metric(element_labels, element["batches"])
+                busy.add_metric(element_labels, element["busy_s"])
+                depth.add_metric(element_labels, element["queue_depth"])
+                failures.add_metric(element_labels, element["failures"])
+        yield from (up, restarts, streams, load, memory, cpu, batches, busy, depth, failures)
+
+
+def _state(supervisor: Supervisor) -> str:
+    if supervisor.finished:
+        return "ended"
+    return "playing" if supervisor.started else "created"
+
+
+def _add(supervisor: Supervisor, props: Any, camera_id: str | None = None) -> int:
+    """Add a stream, the errors as HTTP ones: 400 for a malformed URI, 409 for a camera id in
+    use or a run that ended."""
+    try:
+        return supervisor.add_source(props, camera_id=camera_id)
+    except ConfigError as error:
+        raise HTTPException(400, str(error)) from None
+    except (DuplicateCameraError, PipelineError) as error:
+        raise HTTPException(409, str(error)) from None
+
+
+def create_supervisor_app(supervisor: Supervisor) -> FastAPI:
+    """The HTTP app of ``supervisor``; ``app.state.closing`` as for a pipeline's app."""
+    registry = CollectorRegistry()
+    registry.register(SupervisorCollector(supervisor))
+    ProcessCollector(registry=registry)
+    started_s = time.monotonic()
+    page = _page()
+    app = FastAPI(
+        title="panoptes",
+        summary="Streams, workers, health and metrics of panoptes worker processes.",
+    )
+    app.state.closing = threading.Event()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/video.mjpeg", include_in_schema=False)
+    @app.get("/snapshot.jpg", include_in_schema=False)
+    def no_video() -> Response:
+        raise HTTPException(
+            404, "with workers, each worker's rtsp sink serves the video (its port + index)"
+        )
+
+    @app.get("/api/v1/streams", summary="List the streams of every worker")
+    def list_streams() -> dict[str, Any]:
+        return {"streams": [row.to_json() for row in supervisor.rows()]}
+
+    @app.get("/api/v1/streams/{source_id}", summary="One stream")
+    def get_stream(source_id: int) -> dict[str, Any]:
+        try:
+            return supervisor.row(source_id).to_json()
+        except UnknownStreamError as error:
+            raise HTTPException(404, str(error)) from None
+
+    @app.post(
+        "/api/v1/streams",
+        status_code=201,
+        summary="Add a stream on the least loaded worker",
+        description="The body is one entry of the config's `sources`.",
+        openapi_extra={"requestBody": _schema_body(SOURCE)},
+    )
+    async def add_stream(request: Request) -> JSONResponse:
+        source = await _json_body(request, SOURCE)
+        source_id = await run_in_threadpool(_add, supervisor, source)
+        row = (await run_in_threadpool(supervisor.row, source_id)).to_json()
+        return JSONResponse(
+            row, status_code=201, headers={"Location": f"/api/v1/streams/{source_id}"}
+        )
+
+    @app.delete("/api/v1/streams/{source_id}", status_code=204, summary="Remove a stream")
+    def delete_stream(source_id: int) -> Response:
+        try:
+            supervisor.remove_source(source_id)
+        except UnknownStreamError as error:
+            raise HTTPException(404, str(error)) from None
+        except PipelineError as error:
+            raise HTTPException(409, str(error)) from None
+        return Response(status_code=204)
+
+    @app.get("/api/v1/workers", summary="The workers: GPU, process, streams, load, restarts")
+    def list_workers() -> dict[str, Any]:
+        workers = []
+        for info in supervisor.workers():
+            item = asdict(info)
+            del item["elements"]
+            workers.append(item)
+        return {"workers": workers}
+
+    @app.post(
+        "/api/v1/stream/add",
+        summary="Add a camera (DeepStream's body)",
+        openapi_extra={"requestBody": _schema_body(StreamAddMessage)},
+    )
+    async def ds_add(request: Request) -> JSONResponse:
+        message: StreamAddMessage = await _json_body(request, StreamAddMessage)
+        camera = message.value
+        props = {"uri": camera.camera_url, "name": camera.camera_name or camera.camera_id}
+        try:
+            source_id = await run_in_threadpool(_add, supervisor, props, camera.camera_id)
+        except HTTPException as error:
+            return _ds_reply("STREAM_ADD_FAIL", error.status_code, {"detail": error.detail})
+        return _ds_reply(
+            "STREAM_ADD_SUCCESS", extra={"source_id": source_id, "camera_id": camera.camera_id}
+        )
+
+    @app.post(
+        "/api/v1/stream/remove",
+        summary="Remove a camera (DeepStream's body)",
+        openapi_extra={"requestBody": _schema_body(StreamRemoveMessage)},
+    )
+    async def ds_remove(request: Request) -> JSONResponse:
+        message: StreamRemoveMessage = await _json_body(request, StreamRemoveMessage)
+        camera = message.value
+        try:
+            source_id = await run_in_threadpool(
+                supervisor.find_camera, camera.camera_id, camera.camera_url
+            )
+            await run_in_threadpool(supervisor.remove_source, source_id)
+        except UnknownStreamError as error:
+            return _ds_reply("STREAM_REMOVE_FAIL", 404, {"detail": str(error)})
+        return _ds_reply("STREAM_REMOVE_SUCCESS", extra={"source_id": source_id})
+
+    @app.get("/api/v1/stream/get-stream-info", summary="List the cameras (DeepStream's reply)")
+    def ds_stream_info() -> JSONResponse:
+        info = [
+            {"camera_id": row.camera_id, "camera_name": row.name, "source_id": row.source_id}
+            for row in supervisor.rows()
+        ]
+        return _ds_reply(
+            "GET_LIVE_STREAM_INFO_SUCCESS",
+            extra={"stream-info": {"stream-count": len(info), "stream-info": info}},
+        )
+
+    @app.get("/api/v1/health", summary="Health")
+    def health() -> dict[str, Any]:
+        workers = supervisor.workers()
+        return {
+            "status": "ok",
+            "pipeline": _state(supervisor),
+            "streams": len(supervisor.rows()),
+            "workers": len(workers),
+            "workers_running": sum(info.state == "running" for info in workers),
+            "uptime_s": time.monotonic() - started_s,
+            "pipeline_uptime_s": supervisor.elapsed_s(),
+        }
+
+    @app.get("/api/v1/health/get-dsready-state", summary="Readiness (DeepStream's reply)")
+    def ds_ready() -> JSONResponse:
+        ready = "YES" if _state(supervisor) == "playing" else "NO"
+        return _ds_reply(
+            "GET_DS_READINESS_INFO_SUCCESS", extra={"health-info": {"ds-ready": ready}}
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def start_supervisor_http(supervisor: Supervisor, props: HttpProperties) -> AppServer:
+    """Serve ``supervisor``'s app as the config's ``http`` section says; returns the running
+    server."""
+    server = AppServer(create_supervisor_app(supervisor), host=props.host, port=props.port)
+    server.start()
+    return server
