@@ -75,7 +75,11 @@ class GpuSampler:
         self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
 
     def _run(self) -> None:
-        command = ["nvidia-smi", "--query-gpu=index,utilization.gpu", "--format=csv,noheader"]
+        command = [
+            "nvidia-smi",
+            "--query-gpu=index,utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ]
         while not self._stop.wait(self.period_s):
             try:
                 output = subprocess.run(

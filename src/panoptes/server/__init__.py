@@ -12,10 +12,38 @@ Serve a pipeline::
     server.stop()
 """
 
-from panoptes.elements.web_view import HttpProperties
-from panoptes.server.app import create_app
-from panoptes.server.http import HttpServer, ServerError, find_view, start_http
-from panoptes.server.live_view import JpegPicture, LiveView
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from panoptes.elements.web_view import HttpProperties
+    from panoptes.server.app import create_app
+    from panoptes.server.http import HttpServer, ServerError, find_view, start_http
+    from panoptes.server.live_view import JpegPicture, LiveView
+
+# Imported when first asked for: the stream table (``panoptes.server.streams``), which worker
+# processes use too, needs neither FastAPI nor uvicorn.
+_EXPORTS = {
+    "HttpProperties": "panoptes.elements.web_view",
+    "create_app": "panoptes.server.app",
+    "HttpServer": "panoptes.server.http",
+    "ServerError": "panoptes.server.http",
+    "find_view": "panoptes.server.http",
+    "start_http": "panoptes.server.http",
+    "JpegPicture": "panoptes.server.live_view",
+    "LiveView": "panoptes.server.live_view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "HttpProperties",

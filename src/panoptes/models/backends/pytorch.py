@@ -14,7 +14,9 @@ pre-processing to NMS.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import importlib.metadata
 import time
 import warnings
@@ -211,6 +213,15 @@ class TorchBackend:
         # A GraphModule is stored with its generated code, which only a full unpickling restores.
         # The file is one panoptes wrote in the user's own cache folder, trusted as the model
         # file beside it is.
+        # Its code may name modules that tracing imported in the process that wrote it and a
+        # fresh process has not (torch 2.11 with Triton: ``torch._higher_order_ops.
+        # triton_kernel_wrap``): the tracer's modules are imported first, as tracing would.
+        for name in (
+            "torch.fx.experimental.proxy_tensor",
+            "torch._higher_order_ops.triton_kernel_wrap",
+        ):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
         stored = torch.load(file, map_location=self.device, weights_only=False)
         if not isinstance(stored, dict) or not isinstance(stored.get("module"), fx.GraphModule):
             raise ValueError("not a panoptes torch artefact")
