@@ -14,10 +14,10 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -287,53 +287,7 @@ def create_app(pipeline: Pipeline, view: LiveView | None = None) -> FastAPI:
             raise HTTPException(404, str(error)) from None
         return Response(status_code=204)
 
-    # -- DeepStream's REST API --------------------------------------------------------------------
-
-    @app.post(
-        "/api/v1/stream/add",
-        summary="Add a camera (DeepStream's body)",
-        openapi_extra={"requestBody": _schema_body(StreamAddMessage)},
-    )
-    async def ds_add(request: Request) -> JSONResponse:
-        message: StreamAddMessage = await _json_body(request, StreamAddMessage)
-        camera = message.value
-        props = {"uri": camera.camera_url, "name": camera.camera_name or camera.camera_id}
-        try:
-            source_id = await run_in_threadpool(_add, table, props, camera.camera_id)
-        except HTTPException as error:
-            return _ds_reply("STREAM_ADD_FAIL", error.status_code, {"detail": error.detail})
-        return _ds_reply(
-            "STREAM_ADD_SUCCESS", extra={"source_id": source_id, "camera_id": camera.camera_id}
-        )
-
-    @app.post(
-        "/api/v1/stream/remove",
-        summary="Remove a camera (DeepStream's body)",
-        openapi_extra={"requestBody": _schema_body(StreamRemoveMessage)},
-    )
-    async def ds_remove(request: Request) -> JSONResponse:
-        message: StreamRemoveMessage = await _json_body(request, StreamRemoveMessage)
-        camera = message.value
-        try:
-            source_id = await run_in_threadpool(
-                table.find_camera, camera.camera_id, camera.camera_url
-            )
-            await run_in_threadpool(table.remove, source_id)
-        except UnknownStreamError as error:
-            return _ds_reply("STREAM_REMOVE_FAIL", 404, {"detail": str(error)})
-        return _ds_reply("STREAM_REMOVE_SUCCESS", extra={"source_id": source_id})
-
-    @app.get("/api/v1/stream/get-stream-info", summary="List the cameras (DeepStream's reply)")
-    def ds_stream_info() -> JSONResponse:
-        rows = table.rows()
-        info = [
-            {"camera_id": row.camera_id, "camera_name": row.name, "source_id": row.source_id}
-            for row in rows
-        ]
-        return _ds_reply(
-            "GET_LIVE_STREAM_INFO_SUCCESS",
-            extra={"stream-info": {"stream-count": len(info), "stream-info": info}},
-        )
+    add_deepstream_routes(app, table)
 
     # -- health and metrics -----------------------------------------------------------------------
 
@@ -398,17 +352,80 @@ def _schema_body(model: type[BaseModel] | TypeAdapter[Any]) -> dict[str, Any]:
     }
 
 
-def _add(table: StreamTable, props: Any, camera_id: str | None = None) -> int:
+class Cameras(Protocol):
+    """What DeepStream's REST API changes: a pipeline's stream table, or the streams of all
+    worker processes."""
+
+    def add(self, props: Any, *, camera_id: str | None = None) -> int: ...
+
+    def find_camera(self, camera_id: str | None, camera_url: str | None) -> int: ...
+
+    def remove(self, source_id: int) -> None: ...
+
+    def rows(self) -> Sequence[Any]:
+        """Rows with ``camera_id``, ``name`` and ``source_id``."""
+        ...
+
+
+def _add(cameras: Cameras, props: Any, camera_id: str | None = None) -> int:
     """Add a source, turning the errors into HTTP ones: 400 for a malformed URI, 409 for a
     camera id in use or a pipeline that ended."""
     try:
-        return table.add(props, camera_id=camera_id)
+        return cameras.add(props, camera_id=camera_id)
     except ConfigError as error:
         raise HTTPException(400, str(error)) from None
-    except DuplicateCameraError as error:
+    except (DuplicateCameraError, PipelineError) as error:
         raise HTTPException(409, str(error)) from None
-    except PipelineError as error:
-        raise HTTPException(409, str(error)) from None
+
+
+def add_deepstream_routes(app: FastAPI, cameras: Cameras) -> None:
+    """DeepStream 7's REST API (``/api/v1/stream/add``, ``remove``, ``get-stream-info``) on
+    ``app``, changing ``cameras``."""
+
+    @app.post(
+        "/api/v1/stream/add",
+        summary="Add a camera (DeepStream's body)",
+        openapi_extra={"requestBody": _schema_body(StreamAddMessage)},
+    )
+    async def ds_add(request: Request) -> JSONResponse:
+        message: StreamAddMessage = await _json_body(request, StreamAddMessage)
+        camera = message.value
+        props = {"uri": camera.camera_url, "name": camera.camera_name or camera.camera_id}
+        try:
+            source_id = await run_in_threadpool(_add, cameras, props, camera.camera_id)
+        except HTTPException as error:
+            return _ds_reply("STREAM_ADD_FAIL", error.status_code, {"detail": error.detail})
+        return _ds_reply(
+            "STREAM_ADD_SUCCESS", extra={"source_id": source_id, "camera_id": camera.camera_id}
+        )
+
+    @app.post(
+        "/api/v1/stream/remove",
+        summary="Remove a camera (DeepStream's body)",
+        openapi_extra={"requestBody": _schema_body(StreamRemoveMessage)},
+    )
+    async def ds_remove(request: Request) -> JSONResponse:
+        message: StreamRemoveMessage = await _json_body(request, StreamRemoveMessage)
+        camera = message.value
+        try:
+            source_id = await run_in_threadpool(
+                cameras.find_camera, camera.camera_id, camera.camera_url
+            )
+            await run_in_threadpool(cameras.remove, source_id)
+        except UnknownStreamError as error:
+            return _ds_reply("STREAM_REMOVE_FAIL", 404, {"detail": str(error)})
+        return _ds_reply("STREAM_REMOVE_SUCCESS", extra={"source_id": source_id})
+
+    @app.get("/api/v1/stream/get-stream-info", summary="List the cameras (DeepStream's reply)")
+    def ds_stream_info() -> JSONResponse:
+        info = [
+            {"camera_id": row.camera_id, "camera_name": row.name, "source_id": row.source_id}
+            for row in cameras.rows()
+        ]
+        return _ds_reply(
+            "GET_LIVE_STREAM_INFO_SUCCESS",
+            extra={"stream-info": {"stream-count": len(info), "stream-info": info}},
+        )
 
 
 async def _mjpeg(

@@ -6,7 +6,8 @@ prometheus_client's global one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -30,50 +31,7 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         pipeline = self.table.pipeline
         rows = self.table.rows()
-        fps = GaugeMetricFamily(
-            "panoptes_stream_fps",
-            "Frames out per second over the last few seconds.",
-            labels=_STREAM_LABELS,
-        )
-        counters = {
-            field: CounterMetricFamily(
-                f"panoptes_stream_{name}", documentation, labels=_STREAM_LABELS
-            )
-            for field, name, documentation in (
-                ("frames_out", "frames_out", "Frames that left the last processing element."),
-                ("frames_decoded", "frames_decoded", "Frames decoded by the source."),
-                ("dropped", "dropped_frames", "Frames a live stream dropped: pipeline behind."),
-                ("corrupt", "corrupt_frames", "Packets or images that failed to decode."),
-                ("errors", "errors", "Errors of the stream (failed opens, lost connections)."),
-                ("reconnects", "reconnects", "Times the stream was opened again."),
-            )
-        }
-        state = GaugeMetricFamily(
-            "panoptes_stream_state",
-            "1 for the stream's current state, 0 for the others.",
-            labels=(*_STREAM_LABELS, "state"),
-        )
-        latency = GaugeMetricFamily(
-            "panoptes_stream_latency_seconds",
-            "Capture-to-output latency over the stream's recent frames, by quantile.",
-            labels=(*_STREAM_LABELS, "quantile"),
-        )
-        for row in rows:
-            labels = [str(row.source_id), row.name]
-            if row.fps is not None:
-                fps.add_metric(labels, row.fps)
-            for field, family in counters.items():
-                family.add_metric(labels, getattr(row, field))
-            for value in StreamState:
-                state.add_metric([*labels, value.value], float(value.value == row.state))
-            if row.latency_s is not None:
-                for quantile in LATENCY_QUANTILES:
-                    key = f"p{round(quantile * 100)}"
-                    latency.add_metric([*labels, f"{quantile:g}"], row.latency_s[key])
-        yield fps
-        yield from counters.values()
-        yield state
-        yield latency
+        yield from stream_metrics(rows, _STREAM_LABELS, lambda row: [str(row.source_id), row.name])
         yield GaugeMetricFamily("panoptes_streams", "Streams listed.", value=len(rows))
         yield GaugeMetricFamily(
             "panoptes_pipeline_uptime_seconds",
@@ -81,6 +39,55 @@ class PipelineCollector(Collector):
             value=pipeline.elapsed_s(),
         )
         yield from _element_metrics(self.table)
+
+
+def stream_metrics(
+    rows: Sequence[Any], label_names: Sequence[str], labels_of: Callable[[Any], list[str]]
+) -> Iterator[Metric]:
+    """The per-stream families of ``rows`` (stream rows: ``fps``, the frame counters, ``state``,
+    ``latency_s``), each labelled ``label_names`` with the values ``labels_of(row)`` gives."""
+    fps = GaugeMetricFamily(
+        "panoptes_stream_fps",
+        "Frames out per second over the last few seconds.",
+        labels=label_names,
+    )
+    counters = {
+        field: CounterMetricFamily(f"panoptes_stream_{name}", documentation, labels=label_names)
+        for field, name, documentation in (
+            ("frames_out", "frames_out", "Frames that left the last processing element."),
+            ("frames_decoded", "frames_decoded", "Frames decoded by the source."),
+            ("dropped", "dropped_frames", "Frames a live stream dropped: pipeline behind."),
+            ("corrupt", "corrupt_frames", "Packets or images that failed to decode."),
+            ("errors", "errors", "Errors of the stream (failed opens, lost connections)."),
+            ("reconnects", "reconnects", "Times the stream was opened again."),
+        )
+    }
+    state = GaugeMetricFamily(
+        "panoptes_stream_state",
+        "1 for the stream's current state, 0 for the others.",
+        labels=(*label_names, "state"),
+    )
+    latency = GaugeMetricFamily(
+        "panoptes_stream_latency_seconds",
+        "Capture-to-output latency over the stream's recent frames, by quantile.",
+        labels=(*label_names, "quantile"),
+    )
+    for row in rows:
+        labels = labels_of(row)
+        if row.fps is not None:
+            fps.add_metric(labels, row.fps)
+        for field, family in counters.items():
+            family.add_metric(labels, getattr(row, field))
+        for value in StreamState:
+            state.add_metric([*labels, value.value], float(value.value == row.state))
+        if row.latency_s is not None:
+            for quantile in LATENCY_QUANTILES:
+                key = f"p{round(quantile * 100)}"
+                latency.add_metric([*labels, f"{quantile:g}"], row.latency_s[key])
+    yield fps
+    yield from counters.values()
+    yield state
+    yield latency
 
 
 def _element_metrics(table: StreamTable) -> Iterator[Metric]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -22,22 +22,21 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from panoptes.core.errors import ConfigError, PipelineError
-from panoptes.core.streams import StreamState
+from panoptes.core.errors import PipelineError
 from panoptes.elements.web_view import HttpProperties
 from panoptes.server.app import (
     SOURCE,
-    StreamAddMessage,
-    StreamRemoveMessage,
+    _add,
     _ds_reply,
     _json_body,
     _page,
     _schema_body,
+    add_deepstream_routes,
 )
 from panoptes.server.http import AppServer
-from panoptes.server.metrics import render
-from panoptes.server.streams import LATENCY_QUANTILES, DuplicateCameraError, UnknownStreamError
-from panoptes.workers.supervisor import Supervisor
+from panoptes.server.metrics import render, stream_metrics
+from panoptes.server.streams import UnknownStreamError
+from panoptes.workers.supervisor import Supervisor, WorkerStreamRow
 
 __all__ = ["SupervisorCollector", "create_supervisor_app", "start_supervisor_http"]
 
@@ -60,48 +59,11 @@ class SupervisorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         rows = self.supervisor.rows()
-        fps = GaugeMetricFamily(
-            "panoptes_stream_fps",
-            "Frames out per second over the last few seconds.",
-            labels=_STREAM_LABELS,
+        yield from stream_metrics(
+            rows,
+            _STREAM_LABELS,
+            lambda row: [str(row.source_id), row.name, str(row.worker), _gpu(row.gpu)],
         )
-        counters = {
-            key: CounterMetricFamily(f"panoptes_stream_{name}", text, labels=_STREAM_LABELS)
-            for key, name, text in (
-                ("frames_out", "frames_out", "Frames that left the last processing element."),
-                ("frames_decoded", "frames_decoded", "Frames decoded by the source."),
-                ("dropped", "dropped_frames", "Frames a live stream dropped: pipeline behind."),
-                ("corrupt", "corrupt_frames", "Packets or images that failed to decode."),
-                ("errors", "errors", "Errors of the stream (failed opens, lost connections)."),
-                ("reconnects", "reconnects", "Times the stream was opened again."),
-            )
-        }
-        state = GaugeMetricFamily(
-            "panoptes_stream_state",
-            "1 for the stream's current state, 0 for the others.",
-            labels=(*_STREAM_LABELS, "state"),
-        )
-        latency = GaugeMetricFamily(
-            "panoptes_stream_latency_seconds",
-            "Capture-to-output latency over the stream's recent frames, by quantile.",
-            labels=(*_STREAM_LABELS, "quantile"),
-        )
-        for row in rows:
-            labels = [str(row.source_id), row.name, str(row.worker), _gpu(row.gpu)]
-            if row.fps is not None:
-                fps.add_metric(labels, row.fps)
-            for key, family in counters.items():
-                family.add_metric(labels, getattr(row, key))
-            for value in StreamState:
-                state.add_metric([*labels, value.value], float(value.value == row.state))
-            if row.latency_s is not None:
-                for quantile in LATENCY_QUANTILES:
-                    key = f"p{round(quantile * 100)}"
-                    latency.add_metric([*labels, f"{quantile:g}"], row.latency_s[key])
-        yield fps
-        yield from counters.values()
-        yield state
-        yield latency
         yield GaugeMetricFamily("panoptes_streams", "Streams listed.", value=len(rows))
         yield GaugeMetricFamily(
             "panoptes_pipeline_uptime_seconds",
@@ -178,15 +140,23 @@ def _state(supervisor: Supervisor) -> str:
     return "playing" if supervisor.started else "created"
 
 
-def _add(supervisor: Supervisor, props: Any, camera_id: str | None = None) -> int:
-    """Add a stream, the errors as HTTP ones: 400 for a malformed URI, 409 for a camera id in
-    use or a run that ended."""
-    try:
-        return supervisor.add_source(props, camera_id=camera_id)
-    except ConfigError as error:
-        raise HTTPException(400, str(error)) from None
-    except (DuplicateCameraError, PipelineError) as error:
-        raise HTTPException(409, str(error)) from None
+class _SupervisorCameras:
+    """The workers' streams as DeepStream's REST API changes them (``server.app.Cameras``)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def add(self, props: Any, *, camera_id: str | None = None) -> int:
+        return self._supervisor.add_source(props, camera_id=camera_id)
+
+    def find_camera(self, camera_id: str | None, camera_url: str | None) -> int:
+        return self._supervisor.find_camera(camera_id, camera_url)
+
+    def remove(self, source_id: int) -> None:
+        self._supervisor.remove_source(source_id)
+
+    def rows(self) -> Sequence[WorkerStreamRow]:
+        return self._supervisor.rows()
 
 
 def create_supervisor_app(supervisor: Supervisor) -> FastAPI:
@@ -233,7 +203,7 @@ def create_supervisor_app(supervisor: Supervisor) -> FastAPI:
     )
     async def add_stream(request: Request) -> JSONResponse:
         source = await _json_body(request, SOURCE)
-        source_id = await run_in_threadpool(_add, supervisor, source)
+        source_id = await run_in_threadpool(_add, _SupervisorCameras(supervisor), source)
         row = (await run_in_threadpool(supervisor.row, source_id)).to_json()
         return JSONResponse(
             row, status_code=201, headers={"Location": f"/api/v1/streams/{source_id}"}
@@ -258,50 +228,7 @@ def create_supervisor_app(supervisor: Supervisor) -> FastAPI:
             workers.append(item)
         return {"workers": workers}
 
-    @app.post(
-        "/api/v1/stream/add",
-        summary="Add a camera (DeepStream's body)",
-        openapi_extra={"requestBody": _schema_body(StreamAddMessage)},
-    )
-    async def ds_add(request: Request) -> JSONResponse:
-        message: StreamAddMessage = await _json_body(request, StreamAddMessage)
-        camera = message.value
-        props = {"uri": camera.camera_url, "name": camera.camera_name or camera.camera_id}
-        try:
-            source_id = await run_in_threadpool(_add, supervisor, props, camera.camera_id)
-        except HTTPException as error:
-            return _ds_reply("STREAM_ADD_FAIL", error.status_code, {"detail": error.detail})
-        return _ds_reply(
-            "STREAM_ADD_SUCCESS", extra={"source_id": source_id, "camera_id": camera.camera_id}
-        )
-
-    @app.post(
-        "/api/v1/stream/remove",
-        summary="Remove a camera (DeepStream's body)",
-        openapi_extra={"requestBody": _schema_body(StreamRemoveMessage)},
-    )
-    async def ds_remove(request: Request) -> JSONResponse:
-        message: StreamRemoveMessage = await _json_body(request, StreamRemoveMessage)
-        camera = message.value
-        try:
-            source_id = await run_in_threadpool(
-                supervisor.find_camera, camera.camera_id, camera.camera_url
-            )
-            await run_in_threadpool(supervisor.remove_source, source_id)
-        except UnknownStreamError as error:
-            return _ds_reply("STREAM_REMOVE_FAIL", 404, {"detail": str(error)})
-        return _ds_reply("STREAM_REMOVE_SUCCESS", extra={"source_id": source_id})
-
-    @app.get("/api/v1/stream/get-stream-info", summary="List the cameras (DeepStream's reply)")
-    def ds_stream_info() -> JSONResponse:
-        info = [
-            {"camera_id": row.camera_id, "camera_name": row.name, "source_id": row.source_id}
-            for row in supervisor.rows()
-        ]
-        return _ds_reply(
-            "GET_LIVE_STREAM_INFO_SUCCESS",
-            extra={"stream-info": {"stream-count": len(info), "stream-info": info}},
-        )
+    add_deepstream_routes(app, _SupervisorCameras(supervisor))
 
     @app.get("/api/v1/health", summary="Health")
     def health() -> dict[str, Any]:
