@@ -259,8 +259,9 @@ def _taken(picture: DecodedPicture) -> DecodedPicture:
     return DecodedPicture(picture.pts, lambda: image)
 
 
-@functools.cache
-def _nvdec_unavailable_reason(gpu_id: int) -> str | None:
+def video_codec_unavailable_reason(gpu_id: int) -> str | None:
+    """Why PyNvVideoCodec cannot work on GPU ``gpu_id`` (not installed, no CUDA build of torch,
+    no such GPU), before it is imported; None when it may (the caller imports it next)."""
     if importlib.util.find_spec("PyNvVideoCodec") is None:
         return "PyNvVideoCodec is not installed (pip install PyNvVideoCodec)"
     if importlib.util.find_spec("torch") is None:
@@ -274,6 +275,14 @@ def _nvdec_unavailable_reason(gpu_id: int) -> str | None:
     count = torch.cuda.device_count()
     if gpu_id >= count:
         return f"there is no GPU {gpu_id}: {count} visible"
+    return None
+
+
+@functools.cache
+def _nvdec_unavailable_reason(gpu_id: int) -> str | None:
+    reason = video_codec_unavailable_reason(gpu_id)
+    if reason is not None:
+        return reason
     try:
         import PyNvVideoCodec  # noqa: F401
     except Exception as error:  # a wheel for another CUDA, a missing driver library

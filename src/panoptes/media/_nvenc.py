@@ -19,7 +19,6 @@ are found by opening a small encoder once, as the library's import succeeds ther
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import av.container
 import numpy as np
 
 from panoptes.core.bus import Message, MessageType
+from panoptes.media._nvdec import video_codec_unavailable_reason
 from panoptes.media.rtsp._h264 import join_annexb, split_annexb
 from panoptes.media.writer import CONTAINER_FORMATS, PRESETS, container_format, frame_rate
 
@@ -305,19 +305,11 @@ class _PyNvVideoCodecSession:
 
 @functools.cache
 def _nvenc_unavailable_reason(gpu_id: int, codec: Codec) -> str | None:
-    if importlib.util.find_spec("PyNvVideoCodec") is None:
-        return "PyNvVideoCodec is not installed (pip install PyNvVideoCodec)"
-    if importlib.util.find_spec("torch") is None:
-        return "PyTorch is not installed (pip install torch, a CUDA build)"
+    reason = video_codec_unavailable_reason(gpu_id)
+    if reason is not None:
+        return reason
     import torch
 
-    if not torch.cuda.is_available():
-        if torch.version.cuda is None:
-            return "this PyTorch is a CPU build (install a CUDA build of torch)"
-        return "no CUDA GPU is visible"
-    count = torch.cuda.device_count()
-    if gpu_id >= count:
-        return f"there is no GPU {gpu_id}: {count} visible"
     try:
         import PyNvVideoCodec as nvc
     except Exception as error:  # a wheel for another CUDA, a driver without libnvidia-encode
