@@ -274,4 +274,5 @@ def test_public_api_is_curated() -> None:
         "analytics",
         "events",
         "server",
+        "workers",
     }
