@@ -34,6 +34,7 @@ import numpy as np
 from panoptes.core.bus import Message, MessageType
 from panoptes.media._nvdec import video_codec_unavailable_reason
 from panoptes.media.rtsp._h264 import join_annexb, split_annexb
+from panoptes.media.rtsp.encoder import check_stream_settings
 from panoptes.media.writer import CONTAINER_FORMATS, PRESETS, container_format, frame_rate
 
 if TYPE_CHECKING:
@@ -414,18 +415,9 @@ class NvencEncoder:
     ) -> None:
         import torch
 
-        if width <= 0 or height <= 0:
-            raise ValueError(f"the frame size must be positive, not {width}x{height}")
         if codec not in NVENC_CODECS:
             raise ValueError(f"unknown codec {codec!r}; known: {', '.join(NVENC_CODECS)}")
-        if bitrate_kbps is not None and bitrate_kbps <= 0:
-            raise ValueError(f"bitrate_kbps must be positive, not {bitrate_kbps}")
-        if crf is not None and not 0 <= crf <= 51:
-            raise ValueError(f"crf must be 0-51, not {crf}")
-        self.rate = frame_rate(fps)
-        self.gop = gop if gop is not None else max(1, round(self.rate))
-        if self.gop < 1:
-            raise ValueError(f"gop must be 1 or more frames, not {gop}")
+        self.rate, self.gop = check_stream_settings(width, height, fps, bitrate_kbps, crf, gop)
         self.codec: Codec = codec
         self.gpu_id = gpu_id
         self.size_wh = (width, height)

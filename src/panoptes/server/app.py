@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from typing import Any, Literal, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -329,9 +329,19 @@ def create_app(pipeline: Pipeline, view: LiveView | None = None) -> FastAPI:
             "pipeline_uptime_s": pipeline.elapsed_s(),
         }
 
+    add_readiness_routes(app, lambda: _pipeline_state(pipeline), registry)
+    return app
+
+
+def add_readiness_routes(
+    app: FastAPI, state: Callable[[], str], registry: CollectorRegistry
+) -> None:
+    """DeepStream's readiness reply (ready while ``state()`` is ``playing``) and ``/metrics``
+    from ``registry`` on ``app``."""
+
     @app.get("/api/v1/health/get-dsready-state", summary="Readiness (DeepStream's reply)")
     def ds_ready() -> JSONResponse:
-        ready = "YES" if _pipeline_state(pipeline) == "playing" else "NO"
+        ready = "YES" if state() == "playing" else "NO"
         return _ds_reply(
             "GET_DS_READINESS_INFO_SUCCESS", extra={"health-info": {"ds-ready": ready}}
         )
@@ -339,8 +349,6 @@ def create_app(pipeline: Pipeline, view: LiveView | None = None) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def _schema_body(model: type[BaseModel] | TypeAdapter[Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
@@ -27,14 +27,14 @@ from panoptes.elements.web_view import HttpProperties
 from panoptes.server.app import (
     SOURCE,
     _add,
-    _ds_reply,
     _json_body,
     _page,
     _schema_body,
     add_deepstream_routes,
+    add_readiness_routes,
 )
 from panoptes.server.http import AppServer
-from panoptes.server.metrics import render, stream_metrics
+from panoptes.server.metrics import stream_metrics
 from panoptes.server.streams import UnknownStreamError
 from panoptes.workers.supervisor import Supervisor, WorkerStreamRow
 
@@ -243,17 +243,7 @@ def create_supervisor_app(supervisor: Supervisor) -> FastAPI:
             "pipeline_uptime_s": supervisor.elapsed_s(),
         }
 
-    @app.get("/api/v1/health/get-dsready-state", summary="Readiness (DeepStream's reply)")
-    def ds_ready() -> JSONResponse:
-        ready = "YES" if _state(supervisor) == "playing" else "NO"
-        return _ds_reply(
-            "GET_DS_READINESS_INFO_SUCCESS", extra={"health-info": {"ds-ready": ready}}
-        )
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    def metrics() -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_readiness_routes(app, lambda: _state(supervisor), registry)
     return app
 
 

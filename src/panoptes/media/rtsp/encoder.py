@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 
 import av
 import av.video.codeccontext
@@ -19,6 +20,29 @@ DEFAULT_CRF = 23
 
 # FFmpeg's AVColorSpace for the BT.601 matrix (libavutil/pixfmt.h); PyAV names only swscale's.
 _AVCOL_SPC_SMPTE170M = 6
+
+
+def check_stream_settings(
+    width: int,
+    height: int,
+    fps: float,
+    bitrate_kbps: int | None,
+    crf: int | None,
+    gop: int | None,
+) -> tuple[Fraction, int]:
+    """A live encoder's settings checked (ValueError naming the one out of range); returns the
+    frame rate as a fraction and the GOP (default: one second of frames)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"the frame size must be positive, not {width}x{height}")
+    if bitrate_kbps is not None and bitrate_kbps <= 0:
+        raise ValueError(f"bitrate_kbps must be positive, not {bitrate_kbps}")
+    if crf is not None and not 0 <= crf <= 51:
+        raise ValueError(f"crf must be 0-51, not {crf}")
+    rate = frame_rate(fps)
+    gop = gop if gop is not None else max(1, round(rate))
+    if gop < 1:
+        raise ValueError(f"gop must be 1 or more frames, not {gop}")
+    return rate, gop
 
 
 class H264Encoder:
@@ -57,18 +81,9 @@ class H264Encoder:
         gop: int | None = None,
         threads: int | None = None,
     ) -> None:
-        if width <= 0 or height <= 0:
-            raise ValueError(f"the frame size must be positive, not {width}x{height}")
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        if bitrate_kbps is not None and bitrate_kbps <= 0:
-            raise ValueError(f"bitrate_kbps must be positive, not {bitrate_kbps}")
-        if crf is not None and not 0 <= crf <= 51:
-            raise ValueError(f"crf must be 0-51, not {crf}")
-        self.rate = frame_rate(fps)
-        self.gop = gop if gop is not None else max(1, round(self.rate))
-        if self.gop < 1:
-            raise ValueError(f"gop must be 1 or more frames, not {gop}")
+        self.rate, self.gop = check_stream_settings(width, height, fps, bitrate_kbps, crf, gop)
         self.size_wh = (width, height)
         self.encoded_size_wh = (width + width % 2, height + height % 2)
         self.frames_encoded = 0
