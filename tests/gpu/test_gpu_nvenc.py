@@ -27,7 +27,7 @@ from software_decoding import ONE_BY_ONE, RETAIL, SoftwareNv12Backend
 
 from panoptes import Pipeline
 from panoptes.core.bus import MessageType
-from panoptes.core.negotiation import ANY_MEMORY
+from panoptes.core.negotiation import BGR_OR_CUDA
 from panoptes.media import _nvenc
 from panoptes.media.gpu_image import from_bgr_images, rgb_to_nv12
 from panoptes.media.rtsp import H264Encoder
@@ -219,7 +219,7 @@ def test_file_sink_keeps_nvdec_frames_on_the_gpu(nvenc: None, tmp_path: Path) ->
     assert pipeline.run().ok
     assert pipeline.conversions == []
     sink: Any = pipeline.element("file0")
-    assert sink.input_memory() == ANY_MEMORY
+    assert sink.input_memory() == BGR_OR_CUDA
     assert not [m for m in pipeline.bus.history if m.type is MessageType.WARNING]
     images, _, _ = decoded(tmp_path / "out_0.mp4")
     assert len(images) == 30 and min(map(psnr, images, cpu_frames(RETAIL, 30))) > 30

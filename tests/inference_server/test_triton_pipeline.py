@@ -28,6 +28,7 @@ sources:
 infer:
   - name: detector
     model: yolox-nano
+    threshold: 0.2
     backend: {backend}
     url: {url}
 sinks:
@@ -57,7 +58,8 @@ def test_switching_to_triton_changes_one_line_and_no_box(
         outputs[backend] = _records(output)
     local, remote = outputs["onnxruntime"], outputs["triton"]
     assert len(local) == 80 and local.keys() == remote.keys()
-    assert sum(len(objects) for objects in local.values()) >= 30  # people in most frames
+    # A television in every frame, whose score sits near yolox-nano's default threshold (0.25).
+    assert sum(len(objects) for objects in local.values()) >= 60
     for frame, objects in local.items():
         served = remote[frame]
         assert [o["label"] for o in served] == [o["label"] for o in objects], frame

@@ -29,7 +29,7 @@ from cli_tools import panoptes
 from panoptes import Pipeline
 from panoptes.config.deepstream.translate import translate_app_config
 from panoptes.core.bus import MessageType
-from panoptes.core.negotiation import ANY_MEMORY, CPU_ONLY
+from panoptes.core.negotiation import BGR_OR_CUDA, CPU_ONLY
 from panoptes.media import _nvenc
 from panoptes.media.gpu_image import COLOR_SPACES, from_bgr_images, nv12_to_rgb, rgb_to_nv12
 from panoptes.media.rtsp import H264Encoder
@@ -518,7 +518,7 @@ def test_file_sink_on_nvenc(tmp_path: Path, clip: Path, software_nvenc: Software
     summary = pipeline.run()
     assert summary.ok, [str(message) for message in summary.errors]
     sink: Any = pipeline.element("file0")
-    assert sink.input_memory() == ANY_MEMORY
+    assert sink.input_memory() == BGR_OR_CUDA
     assert not [m for m in pipeline.bus.history if m.type is MessageType.WARNING]
     (session,) = software_nvenc.sessions
     assert (session.settings.width, session.settings.height) == (768, 432)
@@ -558,7 +558,7 @@ def test_rtsp_sink_on_nvenc_serves_what_it_was_given(software_nvenc: SoftwareNve
         (session,) = software_nvenc.sessions
         assert session.settings.low_latency and session.settings.gop == 30
         assert session.settings.bitrate_kbps == 4000
-        assert sink.input_memory() == ANY_MEMORY
+        assert sink.input_memory() == BGR_OR_CUDA
         assert not pipeline.bus.errors()
 
 

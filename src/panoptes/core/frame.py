@@ -10,7 +10,8 @@ import numpy as np
 
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import FrameMeta, Objects, RecordingRequest
-from panoptes.core.negotiation import CPU, CUDA
+from panoptes.core.negotiation import CPU, CPU_YUV, CUDA
+from panoptes.media.yuv import YuvImage
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +24,9 @@ TILED_SOURCE_ID = -1
 
 def image_size_wh(image: object) -> tuple[int, int]:
     """(width, height) of the picture in ``image``, in any of a frame's forms: numpy HWC, a
-    tensor RGB ``[3, H, W]``, or an NV12 tensor ``[H * 3 / 2, W]``."""
+    :class:`YuvImage`, a tensor RGB ``[3, H, W]``, or an NV12 tensor ``[H * 3 / 2, W]``."""
+    if isinstance(image, YuvImage):
+        return image.size_wh
     shape = tuple(getattr(image, "shape", ()))
     if isinstance(image, np.ndarray):
         return int(shape[1]), int(shape[0])
@@ -37,16 +40,19 @@ class Frame:
     """One decoded picture of one stream.
 
     ``image`` holds the pixels as they are now (after the mux, at the mux's resolution), in one
-    of two kinds of memory (see :mod:`panoptes.core.negotiation`):
+    of three kinds of memory (see :mod:`panoptes.core.negotiation`):
 
     - ``cpu``: a numpy HWC uint8 BGR array, the only form elements that take ``cpu`` memory
-      (the default, and what the static type says) ever see: the pipeline inserts a download
+      (the default, and what the static type says) ever see: the pipeline inserts a conversion
       before them;
+    - ``cpu-yuv``: a :class:`~panoptes.media.yuv.YuvImage`, a CPU decoder's picture in its
+      planes, where every element of the pipeline reads boxes only or letterboxes the planes
+      itself (a detector): nothing pays for a full-size BGR conversion nobody reads;
     - ``cuda``: a torch uint8 tensor on the device of the hardware decoder that made it, RGB
       ``[3, H, W]`` after the mux (often a view into one ``[N, 3, H, W]`` tensor holding the
       whole batch), NV12 ``[H * 3 / 2, W]`` between the source and the mux. Elements that take
       ``cuda`` memory read it through :attr:`tensor`; :meth:`image_bgr` gives numpy BGR from
-      either kind. A tensor is whole when its frame arrives (the mux synchronises its CUDA
+      any kind. A tensor is whole when its frame arrives (the mux synchronises its CUDA
       stream); an element reading it on a CUDA stream of its own finishes reading (a copy of
       results to the host does) or calls ``record_stream`` before it lets the frame go, since
       freed device memory is handed out again at once.
@@ -79,14 +85,17 @@ class Frame:
 
     @property
     def memory(self) -> str:
-        """``"cpu"`` when ``image`` is a numpy array, ``"cuda"`` when it is a device tensor."""
-        return CPU if isinstance(self.image, np.ndarray) else CUDA
+        """``"cpu"`` when ``image`` is a numpy array, ``"cpu-yuv"`` when it is a
+        :class:`YuvImage`, ``"cuda"`` when it is a device tensor."""
+        if isinstance(self.image, np.ndarray):
+            return CPU
+        return CPU_YUV if isinstance(self.image, YuvImage) else CUDA
 
     @property
     def tensor(self) -> torch.Tensor:
         """``image`` as the device tensor it is (uint8 RGB ``[3, H, W]`` after the mux).
         Raises TypeError for a numpy image: test :attr:`memory` first."""
-        if isinstance(self.image, np.ndarray):
+        if isinstance(self.image, np.ndarray | YuvImage):
             raise TypeError(f"frame {self.frame_num} of {self.source_name!r} is in cpu memory")
         tensor: torch.Tensor = self.image
         return tensor
@@ -94,9 +103,11 @@ class Frame:
     def image_bgr(self) -> np.ndarray:
         """The pixels as a numpy HWC uint8 BGR array whatever memory they are in: ``image``
         itself on the CPU, a downloaded copy of a device tensor (a slow path, for elements that
-        read pixels now and then, such as probes)."""
+        read pixels now and then, such as probes), or a new conversion of a :class:`YuvImage`."""
         if isinstance(self.image, np.ndarray):
             return self.image
+        if isinstance(self.image, YuvImage):
+            return self.image.to_bgr()
         from panoptes.media.gpu_image import nv12_to_rgb, to_bgr_images
 
         image = self.tensor

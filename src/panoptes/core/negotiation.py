@@ -2,9 +2,14 @@
 needs, decided when the pipeline is built, as GStreamer negotiates caps (``memory:NVMM`` against
 system memory) when elements are linked.
 
-Pixels live in one of two kinds of memory:
+Pixels live in one of three kinds of memory:
 
-- ``cpu``: a numpy HWC uint8 BGR array, what the CPU decoders give and OpenCV draws on;
+- ``cpu``: a numpy HWC uint8 BGR array, what OpenCV draws on;
+- ``cpu-yuv``: a CPU decoder's picture still in its YUV planes
+  (:class:`panoptes.media.yuv.YuvImage`), converted only where pixels are read. The pipeline
+  lets the CPU decoders give these when every element takes them (detectors letterbox the planes
+  directly; elements that read boxes only take any kind), and when the mux scales (it converts
+  at its resolution); otherwise they give BGR arrays;
 - ``cuda``: a torch uint8 tensor on the pipeline's tensor device, what the hardware decoder
   (NVDEC) gives: NV12 ``[H * 3 / 2, W]`` from the source to the mux, RGB ``[3, H, W]`` after it.
   The device is ``cuda:N`` on a GPU; tests run the same code with torch's CPU device standing in.
@@ -28,14 +33,20 @@ from panoptes.core.errors import LinkError
 
 CPU = "cpu"
 """Pixels in a numpy HWC uint8 BGR array."""
+CPU_YUV = "cpu-yuv"
+"""Pixels in a CPU decoder's YUV planes, not yet converted (a ``YuvImage``)."""
 CUDA = "cuda"
 """Pixels in a torch uint8 tensor on the pipeline's tensor device (RGB ``[3, H, W]`` after the
 mux; NVDEC's NV12 ``[H * 3 / 2, W]`` before it)."""
 
 CPU_ONLY: frozenset[str] = frozenset({CPU})
 CUDA_ONLY: frozenset[str] = frozenset({CUDA})
-ANY_MEMORY: frozenset[str] = frozenset({CPU, CUDA})
-"""What an element takes when it reads no pixels, or reads them in either kind."""
+BGR_OR_YUV: frozenset[str] = frozenset({CPU, CPU_YUV})
+"""What an element that reads pixels on the host through ``YuvImage`` as well takes."""
+BGR_OR_CUDA: frozenset[str] = frozenset({CPU, CUDA})
+"""What an element that reads pixels as BGR arrays or as device tensors takes."""
+ANY_MEMORY: frozenset[str] = frozenset({CPU, CPU_YUV, CUDA})
+"""What an element takes when it reads no pixels (or reads them in every kind)."""
 
 CONVERTERS: dict[str, str] = {CPU: "to-cpu", CUDA: "to-cuda"}
 """The element kind that moves frames into each kind of memory."""
@@ -44,11 +55,15 @@ T = TypeVar("T")
 
 
 def image_memory(image: object) -> str:
-    """The kind of memory ``image`` lives in: ``cpu`` for a numpy array, ``cuda`` otherwise
-    (a torch tensor). Cheap: no torch import."""
+    """The kind of memory ``image`` lives in: ``cpu`` for a numpy array, ``cpu-yuv`` for a
+    ``YuvImage``, ``cuda`` otherwise (a torch tensor). Cheap: no torch import."""
     import numpy as np
 
-    return CPU if isinstance(image, np.ndarray) else CUDA
+    from panoptes.media.yuv import YuvImage
+
+    if isinstance(image, np.ndarray):
+        return CPU
+    return CPU_YUV if isinstance(image, YuvImage) else CUDA
 
 
 def conversion_for(flow: frozenset[str], accepted: frozenset[str]) -> str | None:

@@ -24,6 +24,7 @@ from panoptes.core.memory import pin_mmap_threshold
 from panoptes.core.negotiation import (
     CONVERTERS,
     CPU_ONLY,
+    CPU_YUV,
     Conversion,
     group_by_conversion,
     memory_after,
@@ -150,6 +151,8 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._mux_probes: list[Probe] = []
         self._unstarted: list[tuple[Stream, Any]] = []
+        self._yuv_frames = False
+        """Whether the CPU decoders may give YUV planes (decided by :meth:`build`)."""
         self._mux_outputs: list[queue.Queue[Any]] = []
         self._counts_at_mux = True
         self._unused: list[str] = []
@@ -257,7 +260,18 @@ class Pipeline:
         rest = self._stages[chain_length + len(meta_sinks) :]
         video = [s for s in rest if not s.element.is_sink]
         video_out = [s for s in rest if s.element.is_sink]
-        self.mux.memory = self._sources_memory()
+        # The CPU decoders' pictures stay in their YUV planes where nothing needs them whole:
+        # the mux scales them (converting at its resolution), or every element reads boxes only
+        # or letterboxes the planes itself (a detector).
+        self._yuv_frames = self.mux.scales or all(
+            CPU_YUV in stage.element.input_memory() for stage in self._stages
+        )
+        for _, source in self._unstarted:
+            self._offer_yuv(source)
+        memory = self._sources_memory()
+        if self.mux.scales and CPU_YUV in memory:
+            memory = memory - {CPU_YUV} | CPU_ONLY
+        self.mux.memory = memory
         linker = _Linker(self)
         flow = self.mux.memory
         if chain:
@@ -286,6 +300,12 @@ class Pipeline:
         for element_name, function in probes:
             if element_name not in self._unused:
                 self.add_probe(element_name, function)
+
+    def _offer_yuv(self, source: Any) -> None:
+        """Let ``source`` give YUV planes when the pipeline takes them (see :meth:`build`)."""
+        allow_yuv = getattr(source, "allow_yuv", None)
+        if self._yuv_frames and allow_yuv is not None:
+            allow_yuv()
 
     def _sources_memory(self) -> frozenset[str]:
         """The kinds of memory the sources' frames may come in: what the mux puts out."""
@@ -397,6 +417,8 @@ class Pipeline:
                 MessageType.STREAM_ADDED, name, f"{place}: {stream.uri}", {"source_id": source_id}
             )
         )
+        if self._built:
+            self._offer_yuv(source)
         if self._started:
             self._start_source(stream, source)
         else:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import numpy as np
 from pydantic import Field
 
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.frame import Batch
-from panoptes.core.negotiation import ANY_MEMORY, CPU, CUDA
+from panoptes.core.negotiation import ANY_MEMORY, CPU, CPU_YUV, CUDA
 
 
 class ToCpuProperties(ElementProperties):
@@ -28,7 +27,8 @@ class ToCpuProperties(ElementProperties):
 
 
 class ToCpu(Element):
-    """Device tensors (RGB ``[3, H, W]``, or NV12) become numpy HWC uint8 BGR arrays."""
+    """Device tensors (RGB ``[3, H, W]``, or NV12) and YUV planes (``YuvImage``) become numpy
+    HWC uint8 BGR arrays."""
 
     kind = "to-cpu"
     Properties = ToCpuProperties
@@ -36,13 +36,17 @@ class ToCpu(Element):
     output_memory = CPU
 
     def process(self, batch: Batch) -> Batch:
-        on_device = [frame for frame in batch.frames if not isinstance(frame.image, np.ndarray)]
-        if not on_device:
+        if all(frame.memory == CPU for frame in batch.frames):
+            return batch
+        batch = batch.branch_copy()
+        for frame in batch.frames:
+            if frame.memory == CPU_YUV:
+                frame.image = frame.image_bgr()
+        frames = [frame for frame in batch.frames if frame.memory == CUDA]
+        if not frames:
             return batch
         from panoptes.media.gpu_image import nv12_to_rgb, to_bgr_images
 
-        batch = batch.branch_copy()
-        frames = [frame for frame in batch.frames if not isinstance(frame.image, np.ndarray)]
         images = [
             nv12_to_rgb(frame.tensor, frame.color_space or "bt601")
             if frame.tensor.ndim == 2  # NV12: only before the mux, when a probe looks early
@@ -64,7 +68,8 @@ class ToCudaProperties(ElementProperties):
 
 
 class ToCuda(Element):
-    """Numpy HWC uint8 BGR arrays become uint8 RGB tensors ``[3, H, W]`` on ``device``."""
+    """Numpy HWC uint8 BGR arrays (and YUV planes) become uint8 RGB tensors ``[3, H, W]`` on
+    ``device``."""
 
     kind = "to-cuda"
     Properties = ToCudaProperties
@@ -74,13 +79,13 @@ class ToCuda(Element):
     props: ToCudaProperties
 
     def process(self, batch: Batch) -> Batch:
-        if all(not isinstance(frame.image, np.ndarray) for frame in batch.frames):
+        if all(frame.memory == CUDA for frame in batch.frames):
             return batch
         from panoptes.media.gpu_image import from_bgr_images
 
         batch = batch.branch_copy()
-        frames = [frame for frame in batch.frames if isinstance(frame.image, np.ndarray)]
-        tensors = from_bgr_images([frame.image for frame in frames], self.props.device)
+        frames = [frame for frame in batch.frames if frame.memory != CUDA]
+        tensors = from_bgr_images([frame.image_bgr() for frame in frames], self.props.device)
         if tensors[0].is_cuda:
             import torch
 

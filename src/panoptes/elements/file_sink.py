@@ -17,7 +17,7 @@ from panoptes.core.bus import Message, MessageType
 from panoptes.core.element import Element, ElementProperties
 from panoptes.core.errors import ConfigError
 from panoptes.core.frame import TILED_SOURCE_ID, Batch, Frame, image_size_wh
-from panoptes.core.negotiation import ANY_MEMORY, CPU_ONLY
+from panoptes.core.negotiation import BGR_OR_CUDA, CPU_ONLY
 
 if TYPE_CHECKING:
     # Imported when a file sink is built: the schema imports this module for its properties,
@@ -85,7 +85,7 @@ class FileSink(Element):
 
     def input_memory(self) -> frozenset[str]:
         """NVENC takes frames on the GPU as they are; libx264 takes numpy arrays."""
-        return ANY_MEMORY if getattr(self, "_nvenc", False) else CPU_ONLY
+        return BGR_OR_CUDA if getattr(self, "_nvenc", False) else CPU_ONLY
 
     def build(self) -> None:
         self.paths: list[Path] = []

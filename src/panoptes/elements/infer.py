@@ -22,7 +22,7 @@ from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.geometry import Letterbox
 from panoptes.core.meta import NO_ID, TensorMeta
-from panoptes.core.negotiation import ANY_MEMORY, CPU, CPU_ONLY
+from panoptes.core.negotiation import BGR_OR_CUDA, BGR_OR_YUV, CPU_ONLY, CUDA
 
 
 class PreprocessOverrides(ElementProperties):
@@ -673,11 +673,12 @@ class Infer(Element):
     def input_memory(self) -> frozenset[str]:
         """A primary detector on backend torch takes device tensors as they are (on its device or
         any: ``device: cpu`` runs the same tensor path on torch's CPU device) besides numpy
-        arrays; everything else takes numpy arrays."""
+        arrays; a primary detector on the host takes a CPU decoder's YUV planes besides numpy
+        arrays (it letterboxes the planes); a secondary model crops numpy arrays."""
         props = self.props
-        if props.backend == "torch" and props.process_mode == "primary":
-            return ANY_MEMORY
-        return CPU_ONLY
+        if props.process_mode != "primary":
+            return CPU_ONLY
+        return BGR_OR_CUDA if props.backend == "torch" else BGR_OR_YUV
 
     @property
     def preferred_batch(self) -> int:
@@ -728,14 +729,14 @@ class Infer(Element):
         if not frames:
             return batch, frames, None
         keep_tensors = self.props.output_tensor_meta or self.props.network_type == "other"
-        on_host = [frame for frame in frames if frame.memory == CPU]
+        on_host = [frame for frame in frames if frame.memory != CUDA]
         if len(on_host) == len(frames):
             images = [frame.image for frame in frames]
             return batch, frames, self._submitted(images, keep_tensors=keep_tensors)
         # Device frames (the GPU mux's RGB [3, H, W] views of one batch tensor) go to the model
         # as they are: pixels never come to the host, only the kept boxes do. Frames of a CPU
         # source in the same batch go as numpy, in a call of their own.
-        on_device = [frame for frame in frames if frame.memory != CPU]
+        on_device = [frame for frame in frames if frame.memory == CUDA]
         results_of = [
             self._submitted(
                 [frame.tensor for frame in on_device], keep_tensors=keep_tensors, layout="chw-rgb"

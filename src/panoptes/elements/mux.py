@@ -24,8 +24,9 @@ from pydantic import Field
 from panoptes.core.element import ElementProperties
 from panoptes.core.frame import Frame, image_size_wh
 from panoptes.core.geometry import Letterbox
-from panoptes.core.negotiation import CPU_ONLY, CUDA
+from panoptes.core.negotiation import CPU_ONLY, CPU_YUV, CUDA
 from panoptes.core.streams import Stream
+from panoptes.media.yuv import YuvImage
 
 if TYPE_CHECKING:
     import torch
@@ -76,15 +77,30 @@ class Mux:
         return bool(self.props.width and self.props.height)
 
     def prepare(self, frame: Frame) -> None:
-        """Scale ``frame`` to the mux resolution (runs in the frame's source thread)."""
-        if not self.scales or not isinstance(frame.image, np.ndarray):
+        """Scale ``frame`` to the mux resolution (runs in the frame's source thread). A
+        :class:`YuvImage` is resized in its planes and converted at the mux resolution; where
+        the mux does not scale, it goes on as it is when the pipeline negotiated ``cpu-yuv``
+        memory, else it is converted here."""
+        image = frame.image
+        if isinstance(image, YuvImage):
+            if not self.scales:
+                if CPU_YUV not in self.memory:
+                    frame.image = image.to_bgr()
+                return
+        elif not self.scales or not isinstance(image, np.ndarray):
             return  # a device image is converted with its batch, in finish()
         size_wh = (self.props.width, self.props.height)
-        h, w = frame.image.shape[:2]
+        w, h = image_size_wh(image)
         if (w, h) == size_wh:
+            if isinstance(image, YuvImage):
+                frame.image = image.to_bgr()
             return
         transform = Letterbox.fit((w, h), size_wh, keep_ratio=self.props.keep_aspect)
-        frame.image = transform.warp(frame.image, size_wh, pad_value=self.props.pad_value)
+        pad_value = self.props.pad_value
+        if isinstance(image, YuvImage):
+            frame.image = image.letterbox(transform, size_wh, pad_value=pad_value)
+        else:
+            frame.image = transform.warp(image, size_wh, pad_value=pad_value)
         frame.transform = frame.transform.then(transform)
 
     def finish(self, frames: list[Frame]) -> None:
@@ -107,7 +123,7 @@ class Mux:
         """
         by_device: dict[str, list[Frame]] = {}
         for frame in frames:
-            if not isinstance(frame.image, np.ndarray):
+            if frame.memory == CUDA:
                 by_device.setdefault(str(frame.tensor.device), []).append(frame)
         if not by_device:
             return

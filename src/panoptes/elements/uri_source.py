@@ -171,6 +171,11 @@ class UriSource:
         self._reader.warnings.clear()
         return warnings
 
+    def allow_yuv(self) -> None:
+        """Let the frames come in their YUV planes where the decoder can (see the reader's
+        ``allow_yuv``): the pipeline asks when every element takes them."""
+        self._reader.allow_yuv()
+
     def frames(self, stop: threading.Event) -> Iterator[DecodedFrame]:
         return self._reader.frames(stop)
 

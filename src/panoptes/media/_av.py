@@ -16,13 +16,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import av
 import av.container
 import av.error
+import av.video.frame
 import av.video.stream
 
 from panoptes.core.errors import SourceError
 from panoptes.media._base import BaseReader, ImageMaker, PacketTap
+from panoptes.media.yuv import YuvImage, yuv_image_of
 
 if TYPE_CHECKING:
     import av.packet
+    import numpy as np
 
     VideoPacket = av.packet.Packet[av.video.stream.VideoStream]
 
@@ -263,8 +266,15 @@ class AvReader(BaseReader):
         for frame in frames:
             if self.size_wh == (0, 0):
                 self.size_wh = (frame.width, frame.height)
-            pictures.append((frame.time, functools.partial(frame.to_ndarray, format="bgr24")))
+            make_image: ImageMaker = functools.partial(frame.to_ndarray, format="bgr24")
+            if self._yuv:
+                make_image = functools.partial(_yuv_or_bgr, frame)
+            pictures.append((frame.time, make_image))
         return pictures
+
+    @property
+    def gives_yuv(self) -> bool:
+        return True
 
     def _rewind(self) -> None:
         # Reopening, rather than seeking, restarts every container and codec the same way
@@ -282,6 +292,12 @@ class AvReader(BaseReader):
         if self._container is not None:
             self._container.close()
         self._container, self._stream = None, None
+
+
+def _yuv_or_bgr(frame: av.video.frame.VideoFrame) -> YuvImage | np.ndarray:
+    """``frame`` kept in its planes when they are 4:2:0, else converted to BGR."""
+    image = yuv_image_of(frame)
+    return frame.to_ndarray(format="bgr24") if image is None else image
 
 
 def _duration_s(

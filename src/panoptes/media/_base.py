@@ -17,16 +17,19 @@ from typing import TYPE_CHECKING, TypeAlias
 import numpy as np
 
 from panoptes.core.errors import SourceError
-from panoptes.core.negotiation import CPU_ONLY
+from panoptes.core.negotiation import CPU_ONLY, CPU_YUV
 
 if TYPE_CHECKING:
     import av.packet
     import av.video.stream
     import torch
 
-#: The pixels of a decoded frame: a numpy HWC uint8 BGR array from the CPU decoders, or an NV12
-#: uint8 tensor ``[H * 3 / 2, W]`` on the GPU from the hardware decoder (see ``_nvdec``).
-Image: TypeAlias = "np.ndarray | torch.Tensor"
+    from panoptes.media.yuv import YuvImage
+
+#: The pixels of a decoded frame: a numpy HWC uint8 BGR array from the CPU decoders (or their
+#: planes, a ``YuvImage``, once ``allow_yuv`` was called), or an NV12 uint8 tensor
+#: ``[H * 3 / 2, W]`` on the GPU from the hardware decoder (see ``_nvdec``).
+Image: TypeAlias = "np.ndarray | YuvImage | torch.Tensor"
 
 #: Makes the image of a decoded frame on demand, so that frames dropped by
 #: ``drop_frame_interval`` never pay for the colour conversion (or the copy out of the hardware
@@ -129,6 +132,7 @@ class BaseReader:
         """Things the pipeline should say on its bus (a fallback to CPU decoding), taken off
         as they are posted."""
         self._color_space: str | None = None
+        self._yuv = False
         self._loop = loop
         self._real_time = real_time
         self._drop_frame_interval = drop_frame_interval
@@ -159,6 +163,20 @@ class BaseReader:
         """Hand each compressed video packet to ``tap`` from now on (``None``: stop). False
         when this reader has no compressed packets (image folders, test patterns)."""
         return False
+
+    @property
+    def gives_yuv(self) -> bool:
+        """Whether this reader can give its frames as ``YuvImage`` (see :meth:`allow_yuv`)."""
+        return False
+
+    def allow_yuv(self) -> None:
+        """Let the frames decoded on the CPU come as :class:`~panoptes.media.yuv.YuvImage`, their
+        planes not yet converted to BGR, from now on (pictures in other pixel formats still come
+        as BGR). The pipeline allows it where every element takes them; see
+        :mod:`panoptes.core.negotiation`. Nothing changes for a reader that cannot."""
+        if self.gives_yuv:
+            self._yuv = True
+            self.memory = self.memory | {CPU_YUV}
 
     # -- lifecycle -----------------------------------------------------------------------------
 

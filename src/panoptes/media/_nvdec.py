@@ -41,7 +41,7 @@ import av.video.stream
 import numpy as np
 
 from panoptes.core.errors import SourceError
-from panoptes.core.negotiation import ANY_MEMORY
+from panoptes.core.negotiation import BGR_OR_CUDA
 from panoptes.media._av import AvReader
 from panoptes.media._base import ImageMaker
 
@@ -322,7 +322,7 @@ class NvdecReader(AvReader):
         self.gpu_id = gpu_id
         self._strict = strict
         self._backend = BACKEND
-        self.memory = ANY_MEMORY
+        self.memory = BGR_OR_CUDA
         self.tensor_device = self._backend.device(gpu_id)
         self._session: DecoderSession | None = None
         self._said: set[str] = set()

@@ -9,9 +9,7 @@ Layouts, uint8 throughout:
   models take (``chw-rgb`` in ``panoptes.models.gpu.preprocess``);
 - BGR ``[H, W, 3]`` numpy arrays: the CPU path's frames.
 
-``color_space`` names the colour matrix and range, as FFmpeg reads them from the stream and the
-CPU path's swscale applies them: ``bt601`` (also for streams that do not say), ``bt709``,
-``fcc``, ``smpte240m``, ``bt2020``, each with ``-full`` for full-range ("JPEG") pictures.
+``color_space`` names the colour matrix and range (see :mod:`panoptes.media.yuv`).
 
 Against OpenCV's ``cvtColor(..., COLOR_YUV2BGR_NV12)`` (BT.601, limited range): the same chroma
 (each U, V pair covers its 2 × 2 pixels), the same clamp of luma below 16, float32 instead of
@@ -34,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from panoptes.core.geometry import Letterbox
+from panoptes.media.yuv import COLOR_SPACES, MATRICES, coefficients, color_space_name
 
 __all__ = [
     "COLOR_SPACES",
@@ -47,54 +46,9 @@ __all__ = [
     "to_bgr_images",
 ]
 
-#: (Kr, Kb) of each colour matrix; Kg = 1 - Kr - Kb.
-_MATRICES: dict[str, tuple[float, float]] = {
-    "bt601": (0.299, 0.114),
-    "bt709": (0.2126, 0.0722),
-    "fcc": (0.30, 0.11),
-    "smpte240m": (0.212, 0.087),
-    "bt2020": (0.2627, 0.0593),
-}
-COLOR_SPACES: tuple[str, ...] = tuple(f"{m}{r}" for m in _MATRICES for r in ("", "-full"))
-
-#: FFmpeg's AVColorSpace values (as PyAV reports a stream's ``colorspace``) and their matrices,
-#: as swscale maps them; the others, "unspecified" among them, get BT.601 as there.
-_FFMPEG_MATRICES = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020"}
-_FFMPEG_MATRICES[10] = "bt2020"
-_FFMPEG_RANGE_FULL = 2
-"""AVCOL_RANGE_JPEG."""
-
 #: Frames converted by one pass of the ops below: bounds the float32 copies in memory (a 1080p
 #: frame takes 25 MB as float32 RGB).
 FRAMES_PER_PASS = 8
-
-
-def color_space_name(colorspace: int | None, color_range: int | None, *, full: bool = False) -> str:
-    """The ``color_space`` of a stream from FFmpeg's ``colorspace`` and ``color_range`` values
-    (``full``: the pixel format says full range, as ``yuvj420p`` does)."""
-    matrix = _FFMPEG_MATRICES.get(int(colorspace or 0), "bt601")
-    return matrix + ("-full" if full or color_range == _FFMPEG_RANGE_FULL else "")
-
-
-def _coefficients(color_space: str) -> tuple[float, float, float, float, float, float]:
-    """(luma offset, luma scale, R from V, G from U, G from V, B from U) of ``color_space``."""
-    matrix, _, range_name = color_space.partition("-")
-    if matrix not in _MATRICES or range_name not in ("", "full"):
-        raise ValueError(f"unknown colour space {color_space!r}; known: {', '.join(COLOR_SPACES)}")
-    kr, kb = _MATRICES[matrix]
-    kg = 1.0 - kr - kb
-    if range_name == "full":
-        y_offset, y_scale, c_scale = 0.0, 1.0, 1.0
-    else:  # luma 16-235 and chroma 16-240 stretched to 0-255
-        y_offset, y_scale, c_scale = 16.0, 255.0 / 219.0, 255.0 / 224.0
-    return (
-        y_offset,
-        y_scale,
-        c_scale * 2.0 * (1.0 - kr),
-        -c_scale * 2.0 * kb * (1.0 - kb) / kg,
-        -c_scale * 2.0 * kr * (1.0 - kr) / kg,
-        c_scale * 2.0 * (1.0 - kb),
-    )
 
 
 def _yuv_to_rgb(
@@ -102,7 +56,7 @@ def _yuv_to_rgb(
 ) -> None:
     """Write RGB from float planes ``y``, ``u``, ``v`` [N, H, W] (changed in place) into the
     uint8 ``out`` [N, 3, H, W] (a view is fine: the letterbox region of a canvas)."""
-    y_offset, y_scale, r_v, g_u, g_v, b_u = _coefficients(color_space)
+    y_offset, y_scale, r_v, g_u, g_v, b_u = coefficients(color_space)
     if y_offset:
         # As OpenCV does: luma below black (16) counts as black.
         y.sub_(y_offset).clamp_(min=0.0)
@@ -180,9 +134,9 @@ def rgb_to_nv12(
     if height % 2 or width % 2:
         raise ValueError(f"NV12 needs an even width and height, got {width}x{height}")
     matrix, _, range_name = color_space.partition("-")
-    if matrix not in _MATRICES or range_name not in ("", "full"):
+    if matrix not in MATRICES or range_name not in ("", "full"):
         raise ValueError(f"unknown colour space {color_space!r}; known: {', '.join(COLOR_SPACES)}")
-    kr, kb = _MATRICES[matrix]
+    kr, kb = MATRICES[matrix]
     # Limited range: luma 16-235, chroma 16-240 around 128.
     y_offset, y_scale, c_scale = (0.0, 1.0, 1.0) if range_name else (16.0, 219 / 255, 224 / 255)
     if out is None:

@@ -113,6 +113,10 @@ class FrameReader(Protocol):
         """Hand each compressed video packet to ``tap`` before it is decoded (``None``: stop);
         False when the source has none (image folders, test patterns). See ``PacketTap``."""
 
+    def allow_yuv(self) -> None:
+        """Let frames decoded on the CPU come as ``YuvImage`` (their planes, not yet converted
+        to BGR) from now on, where the reader can; ``memory`` then includes ``cpu-yuv``."""
+
 
 def open_reader(
     uri: str,

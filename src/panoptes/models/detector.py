@@ -18,6 +18,7 @@ import numpy as np
 
 from panoptes.core.errors import ConfigError, ModelError
 from panoptes.core.geometry import Letterbox
+from panoptes.media.yuv import YuvImage
 from panoptes.models.backends import REMOTE_BACKENDS, Backend, load_backend
 from panoptes.models.image_input import check_image_input, image_input_size
 from panoptes.models.labels import COCO_LABELS, labels_from_metadata, load_labels
@@ -272,6 +273,8 @@ class Detector:
         layout: ImageLayout = "hwc-bgr",
     ) -> list[DetectorResult]:
         """Detect objects in BGR HWC uint8 ``images``: one result per image, in the same order.
+        On the host an image may also be a decoder's :class:`YuvImage` (letterboxed in its
+        planes).
 
         A model with a dynamic batch dimension runs all the images in one call; a fixed batch
         runs them in chunks of that size (the last one padded with blank frames). On a device
@@ -302,8 +305,11 @@ class Detector:
                         name: array[index] if array.ndim and len(array) == rows else array
                         for name, array in outputs.items()
                     }
-                shape = tuple(image.shape)
-                height_width = shape[1:3] if layout == "chw-rgb" else shape[:2]
+                if isinstance(image, YuvImage):
+                    height_width = image.size_wh[::-1]
+                else:
+                    shape = tuple(image.shape)
+                    height_width = shape[1:3] if layout == "chw-rgb" else shape[:2]
                 detections = self._within_limits(
                     _to_image(kept[index], letterbox, height_width), height_width[0]
                 )
@@ -333,7 +339,7 @@ class Detector:
         )
 
     def _detect_on_host(
-        self, chunk: Sequence[np.ndarray]
+        self, chunk: Sequence[np.ndarray | YuvImage]
     ) -> tuple[list[Candidates], list[Letterbox], dict[str, np.ndarray], int]:
         """The four stages on the CPU: kept candidates and letterbox per image, the raw outputs,
         and the rows the model ran (the chunk, padded to a fixed batch)."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from panoptes.core.errors import ConfigError
 from panoptes.core.geometry import Letterbox, PadPosition
+from panoptes.media.yuv import YuvImage
 
 ColorOrder = Literal["bgr", "rgb"]
 
@@ -106,9 +107,10 @@ class Preprocessor:
         self._out = np.empty((0, 3, 0, 0), np.float32)
 
     def __call__(
-        self, images: Sequence[np.ndarray], out: np.ndarray | None = None
+        self, images: Sequence[np.ndarray | YuvImage], out: np.ndarray | None = None
     ) -> tuple[np.ndarray, list[Letterbox]]:
-        """Pre-process BGR HWC uint8 ``images`` into an NCHW float32 batch.
+        """Pre-process BGR HWC uint8 ``images`` into an NCHW float32 batch. An image may also be
+        a decoder's :class:`YuvImage`: its planes are letterboxed, then converted.
 
         Returns the batch [len(images), 3, H, W] and, per image, the :class:`Letterbox` that maps
         its pixels to network-input pixels. ``out``, when given, is the float32 array to fill.
@@ -121,6 +123,13 @@ class Preprocessor:
         canvas = self._canvas[:count]
         letterboxes = []
         for index, image in enumerate(images):
+            if isinstance(image, YuvImage):
+                letterbox = spec.letterbox_for(image.size_wh)
+                image.letterbox(
+                    letterbox, spec.input_size_wh, pad_value=spec.pad_value, out=canvas[index]
+                )
+                letterboxes.append(letterbox)
+                continue
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(
                     f"image {index}: expected a BGR HWC uint8 array, "
