@@ -422,6 +422,27 @@ def test_a_client_that_never_reads_is_dropped_without_stalling_others() -> None:
         assert mount.frames_dropped == 0  # the producer never waited nor lost a frame
 
 
+def test_a_client_that_stops_reading_a_while_loses_frames_then_tears_down() -> None:
+    # A client that pauses reading fills its socket: frames are dropped for it, and it stays
+    # connected (for stall_timeout_s, 10 s by default): the TEARDOWN it sends when it is back
+    # gets its answer, after the frames queued before it.
+    patient = RtspServer("127.0.0.1", 0, max_client_buffer_bytes=64 * 1024)
+    with patient:
+        mount = patient.mount("/cam")
+        url = patient.url("/cam", host="127.0.0.1")
+        with (
+            RawRtspClient(url, receive_buffer_bytes=4096) as pausing,
+            pushing(mount, lambda index: synthetic_access_unit(index, gop=1, size=20_000), 0.01),
+        ):
+            pausing.setup_and_play()
+            wait_for(lambda: mount.client_frames_dropped > 0, "the socket of the client is full")
+            assert mount.clients == 1
+            assert pausing.request("TEARDOWN").status == 200
+            assert mount.clients == 0
+            assert pausing.request("OPTIONS").status == 200  # the connection stays open
+    assert not patient.errors, list(patient.errors)
+
+
 # The Python API.
 
 
