@@ -5,7 +5,7 @@ FFmpeg reads them from the stream and swscale applies them: ``bt601`` (also for 
 not say), ``bt709``, ``fcc``, ``smpte240m``, ``bt2020``, each with ``-full`` for full-range
 ("JPEG") pictures. The GPU path (:mod:`panoptes.media.gpu_image`) and the CPU path share them.
 
-A :class:`YuvImage` is a CPU decoder's picture as it left the decoder (4:2:0 planes). Converting
+A :class:`YuvImage` is a CPU decoder's picture in the decoder's 4:2:0 planes. Converting
 a 1080p picture to a BGR array costs some 3 ms of CPU; a detector then shrinks it to a few hundred
 pixels a side. Where nothing reads the full-size pixels (a pipeline whose elements read boxes
 only, and a detector), frames travel as YuvImages and the detector letterboxes the planes
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import av
 import cv2
 import numpy as np
 
@@ -107,37 +108,39 @@ _BGR_MATRICES = {name: _bgr_matrix(name) for name in COLOR_SPACES}
 class YuvImage:
     """A decoded 4:2:0 picture on the host, in its Y, U and V planes, not yet converted to BGR.
 
-    It holds the decoder's frame (whose buffers it reads, without a copy) until it is let go.
-    :meth:`to_bgr` gives the picture as the decoder's BGR conversion would have, pixel for pixel;
-    :meth:`letterbox` gives it resized into a canvas, converted after the resize.
+    The planes are copied out of the decoder's buffers (a tenth of the cost of the conversion),
+    so that frames waiting in queues never hold the decoder's memory. :meth:`to_bgr` gives the
+    picture as the decoder's BGR conversion would have, pixel for pixel; :meth:`letterbox` gives
+    it resized into a canvas, converted after the resize.
     """
 
-    __slots__ = ("_frame", "color_space", "size_wh")
+    __slots__ = ("_color_range", "_colorspace", "_format", "_planes", "color_space", "size_wh")
 
     def __init__(self, frame: av.video.frame.VideoFrame, color_space: str) -> None:
-        self._frame = frame
         self.size_wh: tuple[int, int] = (frame.width, frame.height)
         self.color_space = color_space
         """The colour matrix and range of its conversion (see the module's docstring)."""
+        # Y rows, then U and V, each packed: [H * 3 / 2, W].
+        self._planes = frame.to_ndarray()
+        self._format = frame.format.name
+        self._colorspace, self._color_range = frame.colorspace, frame.color_range
 
     def __repr__(self) -> str:
         width, height = self.size_wh
         return f"YuvImage({width}x{height}, {self.color_space})"
 
     def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The Y [H, W], U and V [H / 2, W / 2] uint8 planes: views of the decoder's buffers,
-        read-only."""
-        arrays = []
-        for plane in self._frame.planes:
-            rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-            arrays.append(rows[: plane.height, : plane.width])
-        y, u, v = arrays
-        return y, u, v
+        """The Y [H, W], U and V [H / 2, W / 2] uint8 planes (views of its own copy)."""
+        width, height = self.size_wh
+        chroma = self._planes[height:].reshape(2, height // 2, width // 2)
+        return self._planes[:height], chroma[0], chroma[1]
 
     def to_bgr(self) -> np.ndarray:
         """The whole picture as a new HWC uint8 BGR array (FFmpeg's swscale, as the CPU decoders
         convert)."""
-        return self._frame.to_ndarray(format="bgr24")
+        frame = av.VideoFrame.from_ndarray(self._planes, format=self._format)
+        frame.colorspace, frame.color_range = self._colorspace, self._color_range
+        return frame.to_ndarray(format="bgr24")
 
     def letterbox(
         self,
@@ -173,9 +176,9 @@ class YuvImage:
 
 
 def yuv_image_of(frame: av.video.frame.VideoFrame) -> YuvImage | None:
-    """``frame`` as a :class:`YuvImage`, or None when its pixel format is not planar 4:2:0 (those
-    are converted to BGR at once, as before)."""
+    """``frame`` as a :class:`YuvImage`, or None when its pixel format is not planar 4:2:0 or a
+    side is odd (those are converted to BGR at once, as before)."""
     full = _YUV420_FORMATS.get(frame.format.name)
-    if full is None or frame.width < 2 or frame.height < 2:
+    if full is None or frame.width % 2 or frame.height % 2:
         return None
     return YuvImage(frame, color_space_name(frame.colorspace, frame.color_range, full=full))
