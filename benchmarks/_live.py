@@ -1,5 +1,6 @@
-"""What the live benchmarks share: a 720p camera clip, fake RTSP cameras served by
-``panoptes serve`` in a process of their own, and readings of this process."""
+"""What the benchmarks share: the machine's description for the JSON reports, and for the live
+ones a 720p camera clip, fake RTSP cameras served by ``panoptes serve`` in a process of their
+own, and readings of this process."""
 
 from __future__ import annotations
 

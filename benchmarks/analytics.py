@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from _live import machine
 from panoptes import Batch, Bus, Frame
 from panoptes.core.element import BuildContext, Element
 from panoptes.core.meta import FrameMeta, Objects
@@ -160,12 +159,7 @@ def main() -> None:
     summary = {name: statistics.median(runs) * 1000 for name, runs in measured.items()}
     results = {
         "benchmark": "analytics",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "inputs": {
             "stream_wh": list(SIZE_WH),
             "tracked_objects": OBJECTS,

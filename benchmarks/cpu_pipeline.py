@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from _live import machine
 from panoptes import Pipeline
 from panoptes.elements.infer import default_instances
 from panoptes.media.reader import open_reader
@@ -266,12 +266,7 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "benchmark": "cpu_pipeline",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "model": {
             "name": "yolox-nano",
             "input_size_wh": [416, 416],

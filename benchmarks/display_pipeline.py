@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from _live import machine
 from panoptes import Batch, Frame, Pipeline
 from panoptes.core.bus import Bus
 from panoptes.core.element import BuildContext
@@ -141,12 +141,7 @@ def main() -> None:
     os.environ.setdefault("PANOPTES_MODEL_PATH", str(MODELS))
     results: dict[str, Any] = {
         "benchmark": "display_pipeline",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "tracker": {},
     }
     for algorithm in ("bytetrack", "sort", "iou"):

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +40,7 @@ import av
 import numpy as np
 import tritonclient.grpc
 
+from _live import machine
 from panoptes.models.backends.onnxruntime import OnnxRuntimeBackend
 from panoptes.models.backends.triton import TritonBackend
 from panoptes.models.preprocess import Preprocessor, PreprocessSpec
@@ -196,12 +195,7 @@ def main() -> None:
         per_batch[f"batch_{size}"] = entry
     results = {
         "benchmark": "triton",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "inputs": {
             "model": MODEL.name,
             "frames": f"{CLIP.name}, every 10th frame, letterboxed to 416x416",

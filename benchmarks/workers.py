@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _live import machine
 from panoptes import Pipeline
 from panoptes.config.loader import parse_config
 from panoptes.workers import Supervisor
@@ -164,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "workers",
         "command": " ".join(["benchmarks/workers.py", *sys.argv[1:]]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "inputs": {
             "streams": CLIPS,
             "loop": True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -77,31 +77,34 @@ class Letterbox:
 
     def warp(
         self,
-        image: np.ndarray,
+        image: Any,
         dst_wh: tuple[int, int],
         *,
         pad_value: float = 0.0,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Resize ``image`` (HWC uint8) into a ``dst_wh`` canvas filled with ``pad_value``.
+        """Resize ``image`` into a ``dst_wh`` canvas filled with ``pad_value``.
 
-        ``out``, when given, is a [H, W, C] uint8 array to write into (no allocation per frame).
+        ``image`` is an HWC uint8 array, or a picture that resizes itself into a region of the
+        canvas: a decoder's ``YuvImage`` (``size_wh`` and ``resize_into(region)``), converted to
+        BGR after the resize. ``out``, when given, is a [H, W, C] uint8 array to write into (no
+        allocation per frame).
         """
-        h, w = image.shape[:2]
+        if isinstance(image, np.ndarray):
+            (h, w), channels = image.shape[:2], image.shape[2]
+        else:
+            (w, h), channels = image.size_wh, 3
         new_w = min(dst_wh[0], max(1, round(w * self.scale_xy[0])))
         new_h = min(dst_wh[1], max(1, round(h * self.scale_xy[1])))
         x0, y0 = int(self.pad_xy[0]), int(self.pad_xy[1])
-        canvas = (
-            out if out is not None else np.empty((dst_wh[1], dst_wh[0], image.shape[2]), np.uint8)
-        )
+        canvas = out if out is not None else np.empty((dst_wh[1], dst_wh[0], channels), np.uint8)
         if (new_w, new_h) != dst_wh or x0 or y0:
             canvas[...] = int(pad_value)
+        region = canvas[y0 : y0 + new_h, x0 : x0 + new_w]
+        if not isinstance(image, np.ndarray):
+            image.resize_into(region)
+            return canvas
         # Bilinear, as nvinfer scales: INTER_AREA looks a little better when shrinking but costs
         # about 20 times as much on a 1080p frame, the largest per-frame cost after the model.
-        cv2.resize(
-            image,
-            (new_w, new_h),
-            dst=canvas[y0 : y0 + new_h, x0 : x0 + new_w],
-            interpolation=cv2.INTER_LINEAR,
-        )
+        cv2.resize(image, (new_w, new_h), dst=region, interpolation=cv2.INTER_LINEAR)
         return canvas

@@ -54,18 +54,6 @@ CONVERTERS: dict[str, str] = {CPU: "to-cpu", CUDA: "to-cuda"}
 T = TypeVar("T")
 
 
-def image_memory(image: object) -> str:
-    """The kind of memory ``image`` lives in: ``cpu`` for a numpy array, ``cpu-yuv`` for a
-    ``YuvImage``, ``cuda`` otherwise (a torch tensor). Cheap: no torch import."""
-    import numpy as np
-
-    from panoptes.media.yuv import YuvImage
-
-    if isinstance(image, np.ndarray):
-        return CPU
-    return CPU_YUV if isinstance(image, YuvImage) else CUDA
-
-
 def conversion_for(flow: frozenset[str], accepted: frozenset[str]) -> str | None:
     """The memory kind frames must be moved into before an element that takes ``accepted``, when
     the frames reaching it may be in any kind of ``flow``; None when they can go as they are.

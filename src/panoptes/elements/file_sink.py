@@ -182,26 +182,27 @@ class FileSink(Element):
         path.parent.mkdir(parents=True, exist_ok=True)
         size_wh = image_size_wh(first.image)
         fps = self.props.fps or frame.fps or DEFAULT_FPS
-        props = self.props
         writer: VideoWriter | NvencWriter | None = None
         if self._nvenc:
             writer = self._open_nvenc(path, size_wh, fps, first)
         if writer is None:
-            writer = VideoWriter(
-                path,
-                size_wh,
-                fps,
-                codec=props.codec,
-                crf=props.crf,
-                bitrate_kbps=props.bitrate_kbps,
-                preset=props.preset,
-            )
+            writer = VideoWriter(path, size_wh, fps, **self._encoding())
         self._writers[frame.source_id] = writer
         self.paths.append(path)
         self.written[path] = 0
         for early in held:
             writer.write(_pixels(writer, early))
         return writer
+
+    def _encoding(self) -> dict[str, Any]:
+        """The encoding settings both writers take."""
+        props = self.props
+        return {
+            "codec": props.codec,
+            "crf": props.crf,
+            "bitrate_kbps": props.bitrate_kbps,
+            "preset": props.preset,
+        }
 
     def _open_nvenc(
         self, path: Path, size_wh: tuple[int, int], fps: float, frame: Frame
@@ -210,22 +211,12 @@ class FileSink(Element):
         GPU, a size NVENC does not take): that file is encoded on the CPU, said on the bus."""
         from panoptes.media._nvenc import NvencWriter, nvenc_error_text, say_fallback
 
-        props = self.props
         try:
-            return NvencWriter(
-                path,
-                size_wh,
-                fps,
-                codec=props.codec,
-                crf=props.crf,
-                bitrate_kbps=props.bitrate_kbps,
-                preset=props.preset,
-                gpu_id=props.gpu_id,
-            )
+            return NvencWriter(path, size_wh, fps, gpu_id=self.props.gpu_id, **self._encoding())
         except Exception as error:
             error_text = nvenc_error_text(error)
             reason = f"the hardware encoder did not start for {path.name} ({error_text})"
-            say_fallback(self, props.encoder, reason, source_id=frame.source_id)
+            say_fallback(self, self.props.encoder, reason, source_id=frame.source_id)
             return None
 
     def _path_for(self, frame: Frame) -> Path:

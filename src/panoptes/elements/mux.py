@@ -82,25 +82,20 @@ class Mux:
         the mux does not scale, it goes on as it is when the pipeline negotiated ``cpu-yuv``
         memory, else it is converted here."""
         image = frame.image
-        if isinstance(image, YuvImage):
-            if not self.scales:
-                if CPU_YUV not in self.memory:
-                    frame.image = image.to_bgr()
-                return
-        elif not self.scales or not isinstance(image, np.ndarray):
+        if not self.scales:
+            if isinstance(image, YuvImage) and CPU_YUV not in self.memory:
+                frame.image = image.to_bgr()
+            return
+        if not isinstance(image, np.ndarray | YuvImage):
             return  # a device image is converted with its batch, in finish()
         size_wh = (self.props.width, self.props.height)
-        w, h = image_size_wh(image)
-        if (w, h) == size_wh:
+        image_wh = image_size_wh(image)
+        if image_wh == size_wh:
             if isinstance(image, YuvImage):
                 frame.image = image.to_bgr()
             return
-        transform = Letterbox.fit((w, h), size_wh, keep_ratio=self.props.keep_aspect)
-        pad_value = self.props.pad_value
-        if isinstance(image, YuvImage):
-            frame.image = image.letterbox(transform, size_wh, pad_value=pad_value)
-        else:
-            frame.image = transform.warp(image, size_wh, pad_value=pad_value)
+        transform = Letterbox.fit(image_wh, size_wh, keep_ratio=self.props.keep_aspect)
+        frame.image = transform.warp(image, size_wh, pad_value=self.props.pad_value)
         frame.transform = frame.transform.then(transform)
 
     def finish(self, frames: list[Frame]) -> None:

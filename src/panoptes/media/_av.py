@@ -20,6 +20,7 @@ import av.video.frame
 import av.video.stream
 
 from panoptes.core.errors import SourceError
+from panoptes.core.negotiation import CPU_YUV
 from panoptes.media._base import BaseReader, ImageMaker, PacketTap
 from panoptes.media.yuv import YuvImage, yuv_image_of
 
@@ -84,6 +85,8 @@ class AvReader(BaseReader):
         self._stream: av.video.stream.VideoStream | None = None
         self._packet_tap: PacketTap | None = None
         self._tap_offset_s = 0.0
+        self._yuv = False
+        """Whether 4:2:0 pictures come as ``YuvImage`` (see :meth:`allow_yuv`)."""
 
     def set_packet_tap(self, tap: PacketTap | None) -> bool:
         self._packet_tap = tap
@@ -272,9 +275,9 @@ class AvReader(BaseReader):
             pictures.append((frame.time, make_image))
         return pictures
 
-    @property
-    def gives_yuv(self) -> bool:
-        return True
+    def allow_yuv(self) -> None:
+        self._yuv = True
+        self.memory = self.memory | {CPU_YUV}
 
     def _rewind(self) -> None:
         # Reopening, rather than seeking, restarts every container and codec the same way

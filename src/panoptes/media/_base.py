@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import numpy as np
 
 from panoptes.core.errors import SourceError
-from panoptes.core.negotiation import CPU_ONLY, CPU_YUV
+from panoptes.core.negotiation import CPU_ONLY
 
 if TYPE_CHECKING:
     import av.packet
@@ -132,7 +132,6 @@ class BaseReader:
         """Things the pipeline should say on its bus (a fallback to CPU decoding), taken off
         as they are posted."""
         self._color_space: str | None = None
-        self._yuv = False
         self._loop = loop
         self._real_time = real_time
         self._drop_frame_interval = drop_frame_interval
@@ -164,19 +163,11 @@ class BaseReader:
         when this reader has no compressed packets (image folders, test patterns)."""
         return False
 
-    @property
-    def gives_yuv(self) -> bool:
-        """Whether this reader can give its frames as ``YuvImage`` (see :meth:`allow_yuv`)."""
-        return False
-
     def allow_yuv(self) -> None:
         """Let the frames decoded on the CPU come as :class:`~panoptes.media.yuv.YuvImage`, their
         planes not yet converted to BGR, from now on (pictures in other pixel formats still come
         as BGR). The pipeline allows it where every element takes them; see
-        :mod:`panoptes.core.negotiation`. Nothing changes for a reader that cannot."""
-        if self.gives_yuv:
-            self._yuv = True
-            self.memory = self.memory | {CPU_YUV}
+        :mod:`panoptes.core.negotiation`. Nothing changes for a reader that cannot (this one)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 

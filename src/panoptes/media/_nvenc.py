@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import av
@@ -35,7 +34,13 @@ from panoptes.core.bus import Message, MessageType
 from panoptes.media._nvdec import video_codec_unavailable_reason
 from panoptes.media.rtsp._h264 import join_annexb, split_annexb
 from panoptes.media.rtsp.encoder import check_stream_settings
-from panoptes.media.writer import CONTAINER_FORMATS, PRESETS, container_format, frame_rate
+from panoptes.media.writer import (
+    CONTAINER_FORMATS,
+    PRESETS,
+    EncodedFile,
+    container_format,
+    frame_rate,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -603,7 +608,7 @@ class AccessUnitMuxer:
         return self._closed
 
 
-class NvencWriter:
+class NvencWriter(EncodedFile):
     """An open video file encoded by NVENC: :class:`panoptes.media.writer.VideoWriter`'s
     counterpart, taking numpy BGR arrays or device tensors (see :meth:`NvencEncoder.encode`).
 
@@ -680,26 +685,3 @@ class NvencWriter:
                     self._muxer.mux(access_unit, keyframe)
         finally:
             self._muxer.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> NvencWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        width, height = self.size_wh
-        state = "closed" if self._closed else "open"
-        return (
-            f"<NvencWriter {str(self.path)!r} {self.codec} {width}x{height} @ {self.rate} fps, "
-            f"{self.frames_written} frames, {state}>"
-        )

@@ -6,7 +6,7 @@ import os
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import av
 import av.container
@@ -69,7 +69,46 @@ def frame_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(_RATE_DENOMINATOR_LIMIT)
 
 
-class VideoWriter:
+class EncodedFile:
+    """What the writers of an encoded video file share besides writing: whether it is closed,
+    use as a context manager (closed on leaving), and a description. A subclass sets ``path``,
+    ``codec``, ``size_wh``, ``rate``, ``frames_written`` and ``_closed``, and has ``close()``."""
+
+    path: Path
+    codec: str
+    size_wh: tuple[int, int]
+    rate: Fraction
+    frames_written: int
+    _closed: bool
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        width, height = self.size_wh
+        state = "closed" if self._closed else "open"
+        return (
+            f"<{type(self).__name__} {str(self.path)!r} {self.codec} {width}x{height} @ "
+            f"{self.rate} fps, {self.frames_written} frames, {state}>"
+        )
+
+
+class VideoWriter(EncodedFile):
     """An open video file that takes BGR frames, at a constant frame rate.
 
     PyAV creates the file with the first frame (a writer closed without frames leaves none),
@@ -210,29 +249,6 @@ class VideoWriter:
                 self._container.mux(self._stream.encode(None))
         finally:
             self._container.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        width, height = self.size_wh
-        state = "closed" if self._closed else "open"
-        return (
-            f"<VideoWriter {str(self.path)!r} {self.codec} {width}x{height} @ {self.rate} fps, "
-            f"{self.frames_written} frames, {state}>"
-        )
 
 
 def yuv420_frame(

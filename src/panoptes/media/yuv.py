@@ -24,8 +24,6 @@ import av
 import cv2
 import numpy as np
 
-from panoptes.core.geometry import Letterbox
-
 if TYPE_CHECKING:
     import av.video.frame
 
@@ -110,8 +108,8 @@ class YuvImage:
 
     The planes are copied out of the decoder's buffers (a tenth of the cost of the conversion),
     so that frames waiting in queues never hold the decoder's memory. :meth:`to_bgr` gives the
-    picture as the decoder's BGR conversion would have, pixel for pixel; :meth:`letterbox` gives
-    it resized into a canvas, converted after the resize.
+    picture as the decoder's BGR conversion would have, pixel for pixel; ``Letterbox.warp``
+    resizes it into a canvas, converting after the resize (:meth:`resize_into`).
     """
 
     __slots__ = ("_color_range", "_colorspace", "_format", "_planes", "color_space", "size_wh")
@@ -142,37 +140,16 @@ class YuvImage:
         frame.colorspace, frame.color_range = self._colorspace, self._color_range
         return frame.to_ndarray(format="bgr24")
 
-    def letterbox(
-        self,
-        letterbox: Letterbox,
-        dst_wh: tuple[int, int],
-        *,
-        pad_value: float = 0.0,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The picture resized by ``letterbox`` into a ``dst_wh`` BGR canvas filled with
-        ``pad_value``, as :meth:`Letterbox.warp` puts a BGR image there: the same placement and
-        bilinear sampling (OpenCV's), each plane resized to the destination size (chroma straight
-        from its half resolution) before the conversion, in floating point. Against converting
-        first with FFmpeg and resizing, a pixel differs by about a grey level on average (FFmpeg's
-        fixed-point conversion comes out darker by about one), a few more at colour edges.
-
-        ``out``, when given, is a [H, W, 3] uint8 array to write into."""
-        width, height = self.size_wh
-        new_w = min(dst_wh[0], max(1, round(width * letterbox.scale_xy[0])))
-        new_h = min(dst_wh[1], max(1, round(height * letterbox.scale_xy[1])))
-        x0, y0 = int(letterbox.pad_xy[0]), int(letterbox.pad_xy[1])
-        canvas = out if out is not None else np.empty((dst_wh[1], dst_wh[0], 3), np.uint8)
-        if (new_w, new_h) != dst_wh or x0 or y0:
-            canvas[...] = int(pad_value)
-        size = (new_w, new_h)
+    def resize_into(self, region: np.ndarray) -> None:
+        """Write the picture, resized to ``region`` ([H, W, 3] uint8, a view of a canvas is
+        fine), into it as BGR: each plane resized by OpenCV's bilinear sampling (chroma straight
+        from its half resolution), then converted in floating point. :meth:`Letterbox.warp
+        <panoptes.core.geometry.Letterbox.warp>` places it. Against converting first with FFmpeg
+        and resizing, a pixel differs by about a grey level on average (FFmpeg's fixed-point
+        conversion comes out darker by about one), a few more at colour edges."""
+        size = (region.shape[1], region.shape[0])
         resized = [cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in self.planes()]
-        cv2.transform(
-            cv2.merge(resized),
-            _BGR_MATRICES[self.color_space],
-            dst=canvas[y0 : y0 + new_h, x0 : x0 + new_w],
-        )
-        return canvas
+        cv2.transform(cv2.merge(resized), _BGR_MATRICES[self.color_space], dst=region)
 
 
 def yuv_image_of(frame: av.video.frame.VideoFrame) -> YuvImage | None:

@@ -124,18 +124,15 @@ class Preprocessor:
         letterboxes = []
         for index, image in enumerate(images):
             if isinstance(image, YuvImage):
-                letterbox = spec.letterbox_for(image.size_wh)
-                image.letterbox(
-                    letterbox, spec.input_size_wh, pad_value=spec.pad_value, out=canvas[index]
-                )
-                letterboxes.append(letterbox)
-                continue
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                size_wh = image.size_wh
+            elif image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(
                     f"image {index}: expected a BGR HWC uint8 array, "
                     f"got shape {image.shape} dtype {image.dtype}"
                 )
-            letterbox = spec.letterbox_for((image.shape[1], image.shape[0]))
+            else:
+                size_wh = (image.shape[1], image.shape[0])
+            letterbox = spec.letterbox_for(size_wh)
             letterbox.warp(image, spec.input_size_wh, pad_value=spec.pad_value, out=canvas[index])
             letterboxes.append(letterbox)
 

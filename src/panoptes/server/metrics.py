@@ -90,28 +90,48 @@ def stream_metrics(
     yield latency
 
 
+class ElementMetrics:
+    """The per-element families (batches, busy seconds, queue depth, failures), labelled by
+    ``labels``: one pipeline's elements, or every worker's."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        labels = list(labels)
+        self.batches = CounterMetricFamily(
+            "panoptes_element_batches", "Batches the element processed.", labels=labels
+        )
+        self.busy = CounterMetricFamily(
+            "panoptes_element_busy_seconds",
+            "Seconds the element spent processing (inference time for infer elements).",
+            labels=labels,
+        )
+        self.depth = GaugeMetricFamily(
+            "panoptes_element_queue_depth", "Batches waiting for the element.", labels=labels
+        )
+        self.failures = CounterMetricFamily(
+            "panoptes_element_failures", "Batches the element failed on.", labels=labels
+        )
+
+    def add(
+        self, labels: Sequence[str], batches: int, busy_s: float, queue_depth: int, failures: int
+    ) -> None:
+        """One element's sample in each family."""
+        labels = list(labels)
+        self.batches.add_metric(labels, batches)
+        self.busy.add_metric(labels, busy_s)
+        self.depth.add_metric(labels, queue_depth)
+        self.failures.add_metric(labels, failures)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.batches, self.busy, self.depth, self.failures)
+
+
 def _element_metrics(table: StreamTable) -> Iterator[Metric]:
-    batches = CounterMetricFamily(
-        "panoptes_element_batches", "Batches the element processed.", labels=_ELEMENT_LABELS
-    )
-    busy = CounterMetricFamily(
-        "panoptes_element_busy_seconds",
-        "Seconds the element spent processing (inference time for infer elements).",
-        labels=_ELEMENT_LABELS,
-    )
-    depth = GaugeMetricFamily(
-        "panoptes_element_queue_depth", "Batches waiting for the element.", labels=_ELEMENT_LABELS
-    )
-    failures = CounterMetricFamily(
-        "panoptes_element_failures", "Batches the element failed on.", labels=_ELEMENT_LABELS
-    )
+    elements = ElementMetrics(_ELEMENT_LABELS)
     for stats in table.pipeline.element_stats():
-        labels = [stats.name, stats.kind]
-        batches.add_metric(labels, stats.batches)
-        busy.add_metric(labels, stats.busy_s)
-        depth.add_metric(labels, stats.queue_depth)
-        failures.add_metric(labels, stats.failures)
-    yield from (batches, busy, depth, failures)
+        elements.add(
+            [stats.name, stats.kind], stats.batches, stats.busy_s, stats.queue_depth, stats.failures
+        )
+    yield from elements.families()
 
 
 def metrics_registry(table: StreamTable) -> CollectorRegistry:

@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -211,15 +212,21 @@ class StreamTable:
         with self._lock:
             if camera_id is not None and camera_id in self._camera_ids:
                 return self._camera_ids[camera_id]
-        for row in rows:
-            if camera_id is not None and row.camera_id == camera_id:
-                return row.source_id
-        for row in rows:
-            if camera_url is not None and row.uri == camera_url:
-                return row.source_id
-        asked = " or ".join(
-            f"{key} {value!r}"
-            for key, value in (("camera_id", camera_id), ("camera_url", camera_url))
-            if value is not None
-        )
-        raise UnknownStreamError(f"no stream with {asked}")
+        return find_camera(rows, camera_id, camera_url)
+
+
+def find_camera(rows: Sequence[StreamRow], camera_id: str | None, camera_url: str | None) -> int:
+    """The source id of the row of a DeepStream camera: by its camera id (or source id as text),
+    else by its URL. Raises UnknownStreamError."""
+    for row in rows:
+        if camera_id is not None and row.camera_id == camera_id:
+            return row.source_id
+    for row in rows:
+        if camera_url is not None and row.uri == camera_url:
+            return row.source_id
+    asked = " or ".join(
+        f"{key} {value!r}"
+        for key, value in (("camera_id", camera_id), ("camera_url", camera_url))
+        if value is not None
+    )
+    raise UnknownStreamError(f"no stream with {asked}")

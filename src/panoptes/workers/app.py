@@ -34,7 +34,7 @@ from panoptes.server.app import (
     add_readiness_routes,
 )
 from panoptes.server.http import AppServer
-from panoptes.server.metrics import stream_metrics
+from panoptes.server.metrics import ElementMetrics, stream_metrics
 from panoptes.server.streams import UnknownStreamError
 from panoptes.workers.supervisor import Supervisor, WorkerStreamRow
 
@@ -99,22 +99,7 @@ class SupervisorCollector(Collector):
             "CPU time of the worker's process (user and system).",
             labels=_WORKER_LABELS,
         )
-        batches = CounterMetricFamily(
-            "panoptes_element_batches", "Batches the element processed.", labels=_ELEMENT_LABELS
-        )
-        busy = CounterMetricFamily(
-            "panoptes_element_busy_seconds",
-            "Seconds the element spent processing (inference time for infer elements).",
-            labels=_ELEMENT_LABELS,
-        )
-        depth = GaugeMetricFamily(
-            "panoptes_element_queue_depth",
-            "Batches waiting for the element.",
-            labels=_ELEMENT_LABELS,
-        )
-        failures = CounterMetricFamily(
-            "panoptes_element_failures", "Batches the element failed on.", labels=_ELEMENT_LABELS
-        )
+        elements = ElementMetrics(_ELEMENT_LABELS)
         for info in self.supervisor.workers():
             labels = [str(info.index), _gpu(info.gpu)]
             up.add_metric(labels, float(info.state in ("starting", "running")))
@@ -126,12 +111,14 @@ class SupervisorCollector(Collector):
             if info.cpu_s is not None:
                 cpu.add_metric(labels, info.cpu_s)
             for element in info.elements:
-                element_labels = [element["name"], element["kind"], str(info.index)]
-                batches.add_metric(element_labels, element["batches"])
-                busy.add_metric(element_labels, element["busy_s"])
-                depth.add_metric(element_labels, element["queue_depth"])
-                failures.add_metric(element_labels, element["failures"])
-        yield from (up, restarts, streams, load, memory, cpu, batches, busy, depth, failures)
+                elements.add(
+                    [element["name"], element["kind"], str(info.index)],
+                    element["batches"],
+                    element["busy_s"],
+                    element["queue_depth"],
+                    element["failures"],
+                )
+        yield from (up, restarts, streams, load, memory, cpu, *elements.families())
 
 
 def _state(supervisor: Supervisor) -> str:

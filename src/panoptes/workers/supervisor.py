@@ -36,7 +36,12 @@ from panoptes.core.errors import ConfigError, PanoptesError, PipelineError
 from panoptes.core.pipeline import RunSummary, StreamSummary
 from panoptes.core.registry import load_kind
 from panoptes.core.streams import StreamState
-from panoptes.server.streams import DuplicateCameraError, StreamRow, UnknownStreamError
+from panoptes.server.streams import (
+    DuplicateCameraError,
+    StreamRow,
+    UnknownStreamError,
+    find_camera,
+)
 from panoptes.workers.assign import Placement, Share, split_evenly
 from panoptes.workers.child import run_worker
 from panoptes.workers.spec import WorkerSpec, worker_config
@@ -717,19 +722,7 @@ class Supervisor:
     def find_camera(self, camera_id: str | None, camera_url: str | None) -> int:
         """The source id of a DeepStream camera: by the camera id it was added with (or a source
         id as text), else by its URL. Raises UnknownStreamError."""
-        rows = self.rows()
-        for row in rows:
-            if camera_id is not None and row.camera_id == camera_id:
-                return row.source_id
-        for row in rows:
-            if camera_url is not None and row.uri == camera_url:
-                return row.source_id
-        asked = " or ".join(
-            f"{key} {value!r}"
-            for key, value in (("camera_id", camera_id), ("camera_url", camera_url))
-            if value is not None
-        )
-        raise UnknownStreamError(f"no stream with {asked}")
+        return find_camera(self.rows(), camera_id, camera_url)
 
     # -- reports --------------------------------------------------------------------------------
 
