@@ -121,7 +121,8 @@ def test_ids_are_unique_across_streams_and_ended_streams_free_their_state(
     cut = [t for t in ended if t.reason == "stream-ended" and t.label == "person"]
     assert sorted(t.source_id for t in cut) == [0, 1]
     tracker = pipeline.element("tracker")
-    assert tracker._trackers == {}  # type: ignore[attr-defined]
+    assert tracker._tracker.streams == set()  # type: ignore[attr-defined]
+    assert tracker._labels == {}  # type: ignore[attr-defined]
 
 
 def test_untracked_detections_can_be_kept(tmp_path: Path) -> None:
@@ -158,3 +159,25 @@ def test_a_tracker_on_a_model_that_does_not_exist_is_refused(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="no infer element has gie_id 7") as caught:
         pipeline.build()
     assert "tracker.operate_on_gie_id" in caught.value.places
+
+
+def test_frames_of_one_stream_batched_together_track_as_one_by_one(tmp_path: Path) -> None:
+    """A file source tops the mux's batches up with its queued frames, so a batch can hold
+    several frames of one stream: the tracker takes them in order, as separate steps."""
+    outputs = {}
+    for batch_size in (1, 4):
+        records, ended, _ = run(
+            tmp_path / str(batch_size),
+            sources=[{"uri": str(ONE_BY_ONE), "max_frames": 150}],
+            mux={"batch_size": batch_size},
+            infer=[{"model": "yolox-nano", "interval": 1}],
+        )
+        outputs[batch_size] = (
+            [
+                (r["frame_num"], [(o["track_id"], o["tracker_only"]) for o in r["objects"]])
+                for r in records
+            ],
+            [(t.track_id, t.end_frame, t.reason) for t in ended],
+        )
+    assert outputs[4] == outputs[1]
+    assert sum(len(objects) for _, objects in outputs[1][0]) > 50

@@ -206,10 +206,18 @@ def test_a_pipeline_run_through_a_broker_restart(tmp_path: Path) -> None:
     assert len(warnings) == 1 and warnings[0].startswith("cannot deliver to the MQTT broker")
 
 
-def read_outbox(path: Path) -> list[str]:
-    """Event ids in the outbox, oldest first (recovering what a killed process left)."""
+def read_outbox(path: Path, while_created: bool = False) -> list[str]:
+    """Event ids in the outbox, oldest first (recovering what a killed process left).
+
+    ``while_created``: the sink may be between creating the file and its table; none yet.
+    """
     with sqlite3.connect(path) as connection:
-        rows = connection.execute("SELECT event_id FROM events ORDER BY seq").fetchall()
+        try:
+            rows = connection.execute("SELECT event_id FROM events ORDER BY seq").fetchall()
+        except sqlite3.OperationalError as error:
+            if not (while_created and "no such table" in str(error)):
+                raise
+            rows = []
     connection.close()
     return [event_id for (event_id,) in rows]
 
@@ -247,7 +255,7 @@ sinks:
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and first.poll() is None:
-                if outbox.exists() and len(read_outbox(outbox)) >= 40:
+                if outbox.exists() and len(read_outbox(outbox, while_created=True)) >= 40:
                     break
                 time.sleep(0.1)
             assert first.poll() is None, (tmp_path / "first.log").read_text()

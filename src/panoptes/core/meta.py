@@ -124,20 +124,21 @@ class Objects:
         mask = np.asarray(mask, bool)
         if mask.shape != (len(self),):
             raise ValueError(f"mask has shape {mask.shape}, expected ({len(self)},)")
-        new_index = np.cumsum(mask) - 1
         kept_parent = self.parent[mask]
         has_parent = kept_parent != NO_ID
-        # A parent that was removed leaves its children without one.
-        parent_kept = np.zeros_like(has_parent)
-        parent_kept[has_parent] = mask[kept_parent[has_parent]]
-        kept_parent = np.where(parent_kept, new_index[np.maximum(kept_parent, 0)], NO_ID)
-        rows = np.flatnonzero(mask)
+        if has_parent.any():
+            # A parent that was removed leaves its children without one.
+            new_index = np.cumsum(mask) - 1
+            parent_kept = np.zeros_like(has_parent)
+            parent_kept[has_parent] = mask[kept_parent[has_parent]]
+            kept_parent = np.where(parent_kept, new_index[np.maximum(kept_parent, 0)], NO_ID)
+        rows = np.flatnonzero(mask).tolist()
         self.xyxy = self.xyxy[mask]
         self.confidence = self.confidence[mask]
         self.class_id = self.class_id[mask]
         self.track_id = self.track_id[mask]
         self.component_id = self.component_id[mask]
-        self.parent = kept_parent.astype(np.int32)
+        self.parent = kept_parent.astype(np.int32, copy=False)
         self.labels = [self.labels[i] for i in rows]
         self.extra = {name: column[mask] for name, column in self.extra.items()}
         self.classifications = [self.classifications[i] for i in rows]

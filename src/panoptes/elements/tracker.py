@@ -16,7 +16,7 @@ from panoptes.core.meta import NO_ID
 from panoptes.core.negotiation import ANY_MEMORY
 
 if TYPE_CHECKING:
-    from panoptes.tracking import FinishedTrack, StreamTracker
+    from panoptes.tracking import FinishedTrack, TrackPrediction, TrackUpdate
 
 
 class TrackerProperties(ElementProperties):
@@ -91,7 +91,7 @@ class Tracker(Element):
     props: TrackerProperties
 
     def build(self) -> None:
-        from panoptes.tracking import TrackerParams
+        from panoptes.tracking import TrackerParams, make_tracker
 
         props = self.props
         overrides: dict[str, Any] = {
@@ -107,8 +107,9 @@ class Tracker(Element):
             overrides["iou_threshold"] = props.iou_threshold
         self._params = TrackerParams.for_algorithm(props.type, **overrides)
         ids = itertools.count(1)
-        self._next_id = lambda: next(ids)
-        self._trackers: dict[int, StreamTracker] = {}
+        # One tracker for every stream: a batch is one step of array operations however many
+        # streams it holds.
+        self._tracker = make_tracker(props.type, self._params, lambda: next(ids))
         self._labels: dict[int, dict[int, str]] = {}
         """Per stream, the label of each track's class, for the objects it predicts."""
         config = self.context.config
@@ -124,80 +125,112 @@ class Tracker(Element):
                 )
         self.tracks_finished = 0
 
-    def _tracker(self, source_id: int) -> StreamTracker:
-        tracker = self._trackers.get(source_id)
-        if tracker is None:
-            from panoptes.tracking import make_tracker
-
-            tracker = make_tracker(self.props.type, self._params, self._next_id)
-            self._trackers[source_id] = tracker
-            self._labels[source_id] = {}
-        return tracker
-
     def process(self, batch: Batch) -> Batch:
-        for frame in batch.frames:
-            finished = self._track(frame)
-            self._report(batch, frame.source_id, finished)
+        frames = batch.frames
+        # A tracker step takes one frame per stream: a batch holding two frames of a stream
+        # (a fast source) goes in as several steps, each stream's frames in order.
+        while frames:
+            step: list[Frame] = []
+            later: list[Frame] = []
+            in_step: set[int] = set()
+            for frame in frames:
+                (later if frame.source_id in in_step else step).append(frame)
+                in_step.add(frame.source_id)
+            self._track(batch, step)
+            frames = later
         # A stream's end comes with (or after) its last frame: its tracks end here.
         for event in batch.events:
             if event.kind in ("ended", "removed"):
-                tracker = self._trackers.pop(event.source_id, None)
-                if tracker is not None:
-                    self._report(batch, event.source_id, tracker.finish())
+                self._report(batch, event.source_id, self._tracker.finish(stream=event.source_id))
                 self._labels.pop(event.source_id, None)
         return batch
 
-    def _track(self, frame: Frame) -> list[FinishedTrack]:
-        tracker = self._tracker(frame.source_id)
-        labels = self._labels[frame.source_id]
+    def _track(self, batch: Batch, frames: list[Frame]) -> None:
+        from panoptes.tracking import StreamFrame, TrackUpdate
+
+        inputs: list[StreamFrame] = []
+        rows_of: list[np.ndarray] = []
+        for frame in frames:
+            objects = frame.objects
+            if self._gie_id is None:
+                rows = np.arange(len(objects))
+            else:
+                rows = np.flatnonzero(objects.component_id == self._gie_id)
+            rows_of.append(rows)
+            if self._gie_id is None or self._gie_id in frame.meta.inferred_by:
+                inputs.append(
+                    StreamFrame(
+                        frame.source_id,
+                        frame.frame_num,
+                        objects.xyxy[rows],
+                        objects.confidence[rows],
+                        objects.class_id[rows],
+                    )
+                )
+            else:
+                inputs.append(StreamFrame(frame.source_id, frame.frame_num))
+        results = self._tracker.step(inputs)
+        for frame, rows, result in zip(frames, rows_of, results, strict=True):
+            labels = self._labels.setdefault(frame.source_id, {})
+            if isinstance(result, TrackUpdate):
+                self._write_update(frame, rows, result, labels)
+            else:
+                self._add_predicted(frame, result, labels)
+            self._report(batch, frame.source_id, result.finished)
+
+    def _write_update(
+        self, frame: Frame, rows: np.ndarray, update: TrackUpdate, labels: dict[int, str]
+    ) -> None:
         objects = frame.objects
-        detected = self._gie_id is None or self._gie_id in frame.meta.inferred_by
-        if self._gie_id is None:
-            rows = np.arange(len(objects))
-        else:
-            rows = np.flatnonzero(objects.component_id == self._gie_id)
-        age = objects.column("track_age", np.int32)
-        confidence = objects.column("tracker_confidence", np.float32)
-        tracker_only = objects.column("tracker_only", np.uint8)
-        if detected:
-            update = tracker.update(
-                objects.xyxy[rows],
-                objects.confidence[rows],
-                objects.class_id[rows],
-                frame.frame_num,
+        objects.track_id[rows] = update.track_id
+        objects.column("track_age", np.int32)[rows] = update.age
+        objects.column("tracker_confidence", np.float32)[rows] = update.tracker_confidence
+        objects.column("tracker_only", np.uint8)[rows] = 0
+        tracked = np.flatnonzero(update.track_id != NO_ID)
+        if len(tracked):
+            labels.update(
+                zip(
+                    update.track_id[tracked].tolist(),
+                    [objects.labels[row] for row in rows[tracked].tolist()],
+                    strict=True,
+                )
             )
-            objects.track_id[rows] = update.track_id
-            age[rows] = update.age
-            confidence[rows] = update.tracker_confidence
-            tracker_only[rows] = 0
-            for row, track_id in zip(rows.tolist(), update.track_id.tolist(), strict=True):
-                if track_id != NO_ID:
-                    labels[track_id] = objects.labels[row]
-            if not self.props.keep_untracked:
-                untracked = np.zeros(len(objects), bool)
-                untracked[rows] = update.track_id == NO_ID
-                if untracked.any():
-                    objects.keep(~untracked)
-            return update.finished
-        predicted = tracker.predict(frame.frame_num)
-        if self.props.predict_skipped and len(predicted.track_id):
-            first = len(objects)
-            objects.add(
-                predicted.xyxy,
-                predicted.confidence,
-                predicted.class_id,
-                [
-                    labels.get(int(t), str(int(c)))
-                    for t, c in zip(predicted.track_id, predicted.class_id, strict=True)
-                ],
-                component_id=self._gie_id or 0,
-                track_id=predicted.track_id,
-            )
-            added = slice(first, None)
-            objects.extra["track_age"][added] = predicted.age
-            objects.extra["tracker_confidence"][added] = predicted.tracker_confidence
-            objects.extra["tracker_only"][added] = 1
-        return predicted.finished
+        if not self.props.keep_untracked and len(tracked) < len(rows):
+            untracked = np.zeros(len(objects), bool)
+            untracked[rows] = update.track_id == NO_ID
+            objects.keep(~untracked)
+
+    def _add_predicted(
+        self, frame: Frame, predicted: TrackPrediction, labels: dict[int, str]
+    ) -> None:
+        objects = frame.objects
+        # The columns exist on every frame the tracker saw, predicted objects or none.
+        for name, dtype in (
+            ("track_age", np.int32),
+            ("tracker_confidence", np.float32),
+            ("tracker_only", np.uint8),
+        ):
+            objects.column(name, dtype)
+        if not self.props.predict_skipped or len(predicted.track_id) == 0:
+            return
+        first = len(objects)
+        objects.add(
+            predicted.xyxy,
+            predicted.confidence,
+            predicted.class_id,
+            [
+                labels.get(track_id, str(class_id))
+                for track_id, class_id in zip(
+                    predicted.track_id.tolist(), predicted.class_id.tolist(), strict=True
+                )
+            ],
+            component_id=self._gie_id or 0,
+            track_id=predicted.track_id,
+        )
+        added = slice(first, None)
+        objects.extra["track_age"][added] = predicted.age
+        objects.extra["tracker_confidence"][added] = predicted.tracker_confidence
+        objects.extra["tracker_only"][added] = 1
 
     def _report(self, batch: Batch, source_id: int, finished: list[FinishedTrack]) -> None:
         if not finished:
@@ -210,5 +243,4 @@ class Tracker(Element):
         self.tracks_finished += len(finished)
 
     def close(self) -> None:
-        self._trackers = {}
         self._labels = {}

@@ -1,15 +1,17 @@
-"""Multi-object tracking on detections, one tracker per video stream.
+"""Multi-object tracking on detections, of many video streams at once.
 
 Three algorithms behind one interface, :class:`StreamTracker`: ``"iou"`` (greedy overlap, no
 motion model), ``"sort"`` (Kalman filter and Hungarian assignment) and ``"bytetrack"`` (SORT's
 motion model with a second association stage for low-score detections). Pure numpy and SciPy:
 boxes in, ids out; converting to and from frame metadata is the tracker element's job::
 
-    next_id = itertools.count(1).__next__  # one counter for every stream: ids stay unique
-    tracker = make_tracker("bytetrack", None, next_id)  # one tracker per stream
+    tracker = make_tracker("bytetrack", None, itertools.count(1).__next__)
     update = tracker.update(xyxy, confidence, class_id, frame_num)  # a detector frame
     prediction = tracker.predict(frame_num)  # a frame the detector skipped
     finished = tracker.finish()  # the stream ended
+    # A batch of streams in one step: detections for a detector frame, none for a skipped one.
+    results = tracker.step([StreamFrame(0, 41, xyxy, confidence, class_id), StreamFrame(3, 17)])
+    finished = tracker.finish(stream=3)
 """
 
 from panoptes.tracking.params import (
@@ -32,6 +34,7 @@ from panoptes.tracking.trackers import (
     ByteTracker,
     IoUTracker,
     SortTracker,
+    StreamFrame,
     StreamTracker,
     make_tracker,
 )
@@ -48,6 +51,7 @@ __all__ = [
     "IoUTrackerParams",
     "SortParams",
     "SortTracker",
+    "StreamFrame",
     "StreamTracker",
     "TrackPrediction",
     "TrackUpdate",

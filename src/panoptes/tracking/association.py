@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["box_iou_batch", "box_iou_pairs", "match_greedy", "match_optimal", "valid_boxes"]
+__all__ = [
+    "box_iou_batch",
+    "box_iou_pairs",
+    "match_greedy",
+    "match_optimal",
+    "match_pairs_greedy",
+    "match_pairs_optimal",
+    "valid_boxes",
+]
 
 IndexArray = npt.NDArray[np.intp]
 
@@ -66,35 +74,13 @@ def match_optimal(
     """Pairs (row, column) of ``similarity`` [T, D] that maximise the total similarity margin.
 
     Only pairs with ``similarity >= min_similarity`` may be chosen; a row or column may stay
-    unpaired. Returns two intp arrays [K] (rows, columns), rows ascending.
-
-    The Hungarian method on the margins ``similarity - min_similarity`` (zero where a pair is not
-    allowed) is the same problem as lapjv's assignment with a cost limit, which ByteTrack uses:
-    leaving a row and a column unpaired costs exactly the limit, so two weak pairs never beat one
-    strong pair just because they are two.
+    unpaired. Returns two intp arrays [K] (rows, columns), rows ascending. The dense form of
+    :func:`match_pairs_optimal`.
     """
-    allowed = similarity >= min_similarity
-    pair_rows, pair_cols = np.nonzero(allowed)
-    if len(pair_rows) == 0 or (allowed.sum(axis=0).max() == 1 and allowed.sum(axis=1).max() == 1):
-        # No row or column has a choice to make (objects apart from each other, the usual
-        # frame): every allowed pair is in the optimal assignment, and no solver is needed.
-        return pair_rows.astype(np.intp), pair_cols.astype(np.intp)
-    # Rows and columns with no allowed pair cannot take part: dropping them shrinks the problem,
-    # which matters when most tracks sit far from most detections.
-    rows = np.flatnonzero(allowed.any(axis=1))
-    cols = np.flatnonzero(allowed.any(axis=0))
-    sub_allowed = allowed[np.ix_(rows, cols)]
-    # The tiny bonus makes a pair exactly at the threshold worth more than no pair at all.
-    margin = np.where(
-        sub_allowed, similarity[np.ix_(rows, cols)] - min_similarity + _TIE_BONUS, 0.0
-    )
-    # Imported here: SciPy takes a third of a second to import; `import panoptes` need not pay.
-    from scipy.optimize import linear_sum_assignment
-
-    picked_rows, picked_cols = linear_sum_assignment(margin, maximize=True)
-    # Pairs not allowed (margin zero) can still fill places in the assignment: drop them.
-    keep = sub_allowed[picked_rows, picked_cols]
-    return rows[picked_rows[keep]], cols[picked_cols[keep]]
+    rows, cols = np.nonzero(similarity >= min_similarity)
+    picked = match_pairs_optimal(rows, cols, similarity[rows, cols], min_similarity)
+    picked.sort()
+    return rows[picked].astype(np.intp), cols[picked].astype(np.intp)
 
 
 def match_greedy(
@@ -103,22 +89,90 @@ def match_greedy(
     """Pairs (row, column) of ``similarity`` [T, D] taken best first, each row and column once.
 
     Only pairs with ``similarity >= min_similarity`` are considered; ties go to the lower row,
-    then the lower column. Returns two intp arrays [K] (rows, columns), best pair first.
+    then the lower column. Returns two intp arrays [K] (rows, columns), best pair first. The
+    dense form of :func:`match_pairs_greedy`.
     """
-    candidate_rows, candidate_cols = np.nonzero(similarity >= min_similarity)
-    order = np.argsort(-similarity[candidate_rows, candidate_cols], kind="stable")
-    row_taken = np.zeros(similarity.shape[0], bool)
-    col_taken = np.zeros(similarity.shape[1], bool)
-    picked_rows: list[int] = []
-    picked_cols: list[int] = []
+    rows, cols = np.nonzero(similarity >= min_similarity)
+    picked = match_pairs_greedy(rows, cols, similarity[rows, cols], min_similarity)
+    return rows[picked].astype(np.intp), cols[picked].astype(np.intp)
+
+
+def match_pairs_optimal(
+    rows: IndexArray,
+    cols: IndexArray,
+    similarity: npt.NDArray[np.float64],
+    min_similarity: float,
+) -> IndexArray:
+    """The candidate pairs that together maximise the total similarity margin.
+
+    Candidate k pairs row ``rows[k]`` with column ``cols[k]`` at ``similarity[k]`` (each pair
+    given once; a pair not given is not allowed). Only pairs with ``similarity >=
+    min_similarity`` may be chosen, each row and column at most once. Returns the chosen
+    candidates' indices (intp [K], ascending).
+
+    The Hungarian method on the margins ``similarity - min_similarity`` (zero where a pair is not
+    allowed) is the same problem as lapjv's assignment with a cost limit, which ByteTrack uses:
+    leaving a row and a column unpaired costs exactly the limit, so two weak pairs never beat one
+    strong pair just because they are two.
+
+    A pair whose row and column have no other allowed pair is in every best assignment: in the
+    usual frame (objects apart from each other) that is every pair, and no solver runs. Only the
+    rows and columns with a choice to make go to the solver, whatever the number of streams
+    whose tracks the candidates come from.
+    """
+    allowed = np.flatnonzero(similarity >= min_similarity)
+    if len(allowed) == 0:
+        return allowed
+    rows, cols = rows[allowed], cols[allowed]
+    _, row_of, row_count = np.unique(rows, return_inverse=True, return_counts=True)
+    _, col_of, col_count = np.unique(cols, return_inverse=True, return_counts=True)
+    alone = (row_count[row_of] == 1) & (col_count[col_of] == 1)
+    if alone.all():
+        return allowed
+    contested = np.flatnonzero(~alone)
+    sub_rows, sub_row_of = np.unique(rows[contested], return_inverse=True)
+    sub_cols, sub_col_of = np.unique(cols[contested], return_inverse=True)
+    # The tiny bonus makes a pair exactly at the threshold worth more than no pair at all.
+    margin = np.zeros((len(sub_rows), len(sub_cols)))
+    margin[sub_row_of, sub_col_of] = similarity[allowed[contested]] - min_similarity + _TIE_BONUS
+    candidate = np.full(margin.shape, -1, np.intp)
+    candidate[sub_row_of, sub_col_of] = allowed[contested]
+    # Imported here: SciPy takes a third of a second to import; `import panoptes` need not pay.
+    from scipy.optimize import linear_sum_assignment
+
+    picked_rows, picked_cols = linear_sum_assignment(margin, maximize=True)
+    # Pairs not allowed (margin zero) can still fill places in the assignment: drop them.
+    solved = candidate[picked_rows, picked_cols]
+    picked = np.concatenate([allowed[alone], solved[solved >= 0]])
+    picked.sort()
+    return picked
+
+
+def match_pairs_greedy(
+    rows: IndexArray,
+    cols: IndexArray,
+    similarity: npt.NDArray[np.float64],
+    min_similarity: float,
+) -> IndexArray:
+    """The candidate pairs taken best first, each row and column once (candidates as in
+    :func:`match_pairs_optimal`).
+
+    Only pairs with ``similarity >= min_similarity`` are considered; ties go to the lower row,
+    then the lower column. Returns the chosen candidates' indices (intp [K]), best pair first.
+    """
+    allowed = np.flatnonzero(similarity >= min_similarity)
+    order = allowed[np.lexsort((cols[allowed], rows[allowed], -similarity[allowed]))]
+    row_taken: set[int] = set()
+    col_taken: set[int] = set()
+    picked: list[int] = []
     # A Python loop over the candidate pairs only, which after the threshold number about one
     # per object: no library offers greedy matching and a vectorised form would not be clearer.
-    for row, col in zip(
-        candidate_rows[order].tolist(), candidate_cols[order].tolist(), strict=True
+    for index, row, col in zip(
+        order.tolist(), rows[order].tolist(), cols[order].tolist(), strict=True
     ):
-        if row_taken[row] or col_taken[col]:
+        if row in row_taken or col in col_taken:
             continue
-        row_taken[row] = col_taken[col] = True
-        picked_rows.append(row)
-        picked_cols.append(col)
-    return np.asarray(picked_rows, np.intp), np.asarray(picked_cols, np.intp)
+        row_taken.add(row)
+        col_taken.add(col)
+        picked.append(index)
+    return np.asarray(picked, np.intp)
