@@ -751,4 +751,5 @@ def _age(
     frame_num: npt.NDArray[np.int64], first_frame: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int32]:
     # Clipped at 0 in case a source restarts its frame numbers.
-    return np.maximum(frame_num - first_frame, 0).astype(np.int32)
+    age: npt.NDArray[np.int32] = np.maximum(frame_num - first_frame, 0).astype(np.int32)
+    return age
