@@ -20,7 +20,8 @@ With ``--processes K`` (b) runs as K pipeline processes on the one GPU, the N st
 evenly, as ``panoptes run --workers K`` runs them: each process loads its model, the parent
 starts their measuring windows together once all are running, and their frames/s are added up.
 One process is bound by Python's global interpreter lock long before the GPU is busy; several
-use the machine's other cores.
+use the machine's other cores. With ``--mps`` every process is a client of an MPS daemon the run
+starts for itself: without it the processes' kernels take turns on the GPU.
 
 Each figure is counted over ``--measure-s`` seconds after ``--warmup-s`` seconds of warm-up (the
 pipeline's model loading and first batches excluded).
@@ -528,6 +529,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="record the pipeline process with py-spy for this long (needs py-spy)",
     )
+    parser.add_argument(
+        "--mps",
+        action="store_true",
+        help="run every process as a client of NVIDIA's Multi-Process Service (a daemon of this "
+        "run's own, started before any CUDA work and stopped at the end), so that the kernels "
+        "of several processes share the GPU instead of taking turns",
+    )
+    parser.add_argument("--mps-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-clip", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.switch_interval_ms is not None:
@@ -545,7 +554,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     if args.worker_clip:
         return worker_main(args)
+    if args.mps:
+        # The daemon quits only once its last client has gone: the benchmark runs as a child
+        # process, and the daemon stops after it.
+        arguments = sys.argv[1:] if argv is None else argv
+        with mps_daemon():
+            child = [sys.executable, __file__, *arguments, "--mps-client"]
+            return subprocess.run([a for a in child if a != "--mps"], check=False).returncode
+    return run_benchmark(args)
 
+
+def run_benchmark(args: argparse.Namespace) -> int:
     started = time.monotonic()
     clips = {"hevc": HEVC_CLIP}
     if "h264" in args.clips:
@@ -565,6 +584,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@contextmanager
+def mps_daemon() -> Iterator[None]:
+    """NVIDIA's MPS control daemon for this run, in a folder of its own; the processes started
+    meanwhile are its clients."""
+    import tempfile
+
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        raise SystemExit("--mps: nvidia-cuda-mps-control is not on PATH (it comes with the driver)")
+    with tempfile.TemporaryDirectory(prefix="panoptes-mps-") as folder:
+        os.environ["CUDA_MPS_PIPE_DIRECTORY"] = folder
+        os.environ["CUDA_MPS_LOG_DIRECTORY"] = folder
+        subprocess.run([control, "-d"], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run([control], input=b"quit\n", check=False, timeout=60)
+            time.sleep(1.0)  # the daemon leaves its pipes as it exits
+
+
 def write_report(
     args: argparse.Namespace, clips: dict[str, Path], rows: list[dict[str, Any]], started: float
 ) -> None:
@@ -572,7 +611,12 @@ def write_report(
     smoke = args.device == "cpu"
     report = {
         "benchmark": "gpu_pipeline",
-        "command": " ".join(["benchmarks/gpu_pipeline.py", *sys.argv[1:]]),
+        "command": " ".join(
+            [
+                "benchmarks/gpu_pipeline.py",
+                *("--mps" if a == "--mps-client" else a for a in sys.argv[1:]),
+            ]
+        ),
         "environment": environment(args),
         "settings": {
             "network_wh": NETWORK_WH,
@@ -584,6 +628,7 @@ def write_report(
             "clip_fps": CLIP_FPS,
             "processes": args.processes,
             "switch_interval_ms": args.switch_interval_ms,
+            "mps": args.mps_client,
             "clips": {name: str(path) for name, path in clips.items()},
         },
         "results": rows,
