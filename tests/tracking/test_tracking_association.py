@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from panoptes.tracking.association import (
-    box_iou_batch,
     box_iou_pairs,
-    match_greedy,
-    match_optimal,
+    match_pairs_greedy,
+    match_pairs_optimal,
     valid_boxes,
 )
+
+
+def box_iou_batch(a: Any, b: Any) -> np.ndarray:
+    """IoU of every box of ``a`` [N, 4] with every box of ``b`` [M, 4] -> [N, M]."""
+    a, b = np.asarray(a).reshape(-1, 4), np.asarray(b).reshape(-1, 4)
+    rows, cols = np.indices((len(a), len(b))).reshape(2, -1)
+    return box_iou_pairs(a[rows], b[cols]).reshape(len(a), len(b))
+
+
+def every_pair(
+    match: Callable[..., np.ndarray],
+) -> Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]:
+    """A pair matcher given every cell of a dense similarity [T, D] as a candidate; returns
+    the chosen (rows, columns)."""
+
+    def dense(similarity: np.ndarray, least: float) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = np.indices(similarity.shape).reshape(2, -1)
+        picked = match(rows, cols, similarity.ravel(), least)
+        return rows[picked], cols[picked]
+
+    return dense
+
+
+match_optimal = every_pair(match_pairs_optimal)
+match_greedy = every_pair(match_pairs_greedy)
 
 
 def test_box_iou_batch_of_known_boxes() -> None:

@@ -6,10 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "box_iou_batch",
     "box_iou_pairs",
-    "match_greedy",
-    "match_optimal",
     "match_pairs_greedy",
     "match_pairs_optimal",
     "valid_boxes",
@@ -31,70 +28,27 @@ def valid_boxes(xyxy: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         )
 
 
-def box_iou_batch(xyxy_a: npt.ArrayLike, xyxy_b: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Intersection over union of every pair: boxes [N, 4] and [M, 4] (x1, y1, x2, y2) -> [N, M].
-
-    Float64 in [0, 1]. A box with no area, inverted corners or a NaN overlaps nothing (IoU 0),
-    so that a broken detection can never take a track.
-    """
-    a = np.asarray(xyxy_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(xyxy_b, dtype=np.float64).reshape(-1, 4)
-    return _iou(a[:, None, :], b[None, :, :])
-
-
 def box_iou_pairs(xyxy_a: npt.ArrayLike, xyxy_b: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Intersection over union of row i of [K, 4] with row i of [K, 4] -> float64 [K] in [0, 1].
+    """Intersection over union of row i of [K, 4] with row i of [K, 4] (x1, y1, x2, y2) ->
+    float64 [K] in [0, 1].
 
-    Degenerate boxes overlap nothing, as in :func:`box_iou_batch`.
+    A box with no area, inverted corners or a NaN overlaps nothing (IoU 0), so that a broken
+    detection can never take a track.
     """
     a = np.asarray(xyxy_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(xyxy_b, dtype=np.float64).reshape(-1, 4)
-    return _iou(a, b)
-
-
-def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """IoU of boxes [..., 4] that broadcast against each other."""
     # np.maximum rather than np.clip: the same result at a third of the overhead on small arrays.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        area_a = np.maximum(a[..., 2] - a[..., 0], 0) * np.maximum(a[..., 3] - a[..., 1], 0)
-        area_b = np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)
-        inter_w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-        inter_h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+        area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+        area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+        inter_w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+        inter_h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
         intersection = np.maximum(inter_w, 0) * np.maximum(inter_h, 0)
         union = area_a + area_b - intersection
         iou = np.asarray(intersection / union, dtype=np.float64)
         # 0/0 (two empty boxes), NaN corners and infinities all end here.
         iou[~(np.isfinite(iou) & (union > 0))] = 0.0
     return np.minimum(iou, 1.0, out=iou)
-
-
-def match_optimal(
-    similarity: npt.NDArray[np.float64], min_similarity: float
-) -> tuple[IndexArray, IndexArray]:
-    """Pairs (row, column) of ``similarity`` [T, D] that maximise the total similarity margin.
-
-    Only pairs with ``similarity >= min_similarity`` may be chosen; a row or column may stay
-    unpaired. Returns two intp arrays [K] (rows, columns), rows ascending. The dense form of
-    :func:`match_pairs_optimal`.
-    """
-    rows, cols = np.nonzero(similarity >= min_similarity)
-    picked = match_pairs_optimal(rows, cols, similarity[rows, cols], min_similarity)
-    picked.sort()
-    return rows[picked].astype(np.intp), cols[picked].astype(np.intp)
-
-
-def match_greedy(
-    similarity: npt.NDArray[np.float64], min_similarity: float
-) -> tuple[IndexArray, IndexArray]:
-    """Pairs (row, column) of ``similarity`` [T, D] taken best first, each row and column once.
-
-    Only pairs with ``similarity >= min_similarity`` are considered; ties go to the lower row,
-    then the lower column. Returns two intp arrays [K] (rows, columns), best pair first. The
-    dense form of :func:`match_pairs_greedy`.
-    """
-    rows, cols = np.nonzero(similarity >= min_similarity)
-    picked = match_pairs_greedy(rows, cols, similarity[rows, cols], min_similarity)
-    return rows[picked].astype(np.intp), cols[picked].astype(np.intp)
 
 
 def match_pairs_optimal(
