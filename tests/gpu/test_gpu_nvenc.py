@@ -31,6 +31,7 @@ from panoptes.core.negotiation import BGR_OR_CUDA
 from panoptes.media import _nvenc
 from panoptes.media.gpu_image import from_bgr_images, rgb_to_nv12
 from panoptes.media.rtsp import H264Encoder
+from panoptes.models.detector import Detector
 
 RATE_FRAMES = 300
 """Frames encoded for each rate measured, after ``WARMUP_FRAMES``."""
@@ -154,6 +155,28 @@ def retail() -> list[np.ndarray]:
     if not RETAIL.is_file():
         pytest.fail(f"the shared clip is missing: expected it at {RETAIL}")
     return cpu_frames(RETAIL, 60)
+
+
+@pytest.mark.gpu
+def test_the_nvenc_probe_leaves_the_callers_cuda_work_alone(
+    retail: list[np.ndarray], tmp_path: Path
+) -> None:
+    """Where NVENC fails to open (an H100), the library leaves CUDA state of its own in the
+    thread that tried. The probe tries in a thread of its own: a pipeline asking for NVENC, then
+    the torch backend capturing its CUDA graph in this thread, run as they would alone (a
+    warning here is an error)."""
+    _nvenc._nvenc_unavailable_reason.cache_clear()
+    if _nvenc.PyNvVideoCodecBackend().unavailable_reason(0, "h264") is None:
+        pytest.skip("this GPU has NVENC")
+    config = {
+        "sources": [{"uri": str(ONE_BY_ONE), "decoder": "nvdec", "max_frames": 5}],
+        "sinks": [{"type": "file", "path": str(tmp_path / "out.mp4"), "encoder": "nvenc"}],
+    }
+    assert Pipeline({"perf": {"interval_s": 0}, **config}).run().ok
+    options = {"device": "cuda", "precision": "fp16", "batch_size": 2, "cache_dir": tmp_path}
+    with Detector("yolox-nano", backend="torch", backend_options=options) as detector:
+        (result,) = detector.detect(retail[:1])
+    assert len(result.detections.xyxy) > 0
 
 
 @pytest.mark.gpu

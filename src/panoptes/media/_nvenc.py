@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -321,11 +322,25 @@ def _nvenc_unavailable_reason(gpu_id: int, codec: Codec) -> str | None:
     except Exception as error:  # a wheel for another CUDA, a driver without libnvidia-encode
         return f"PyNvVideoCodec does not load: {_first_line(error)}"
     width, height = _PROBE_WH
-    try:
-        nvc.CreateEncoder(width, height, "NV12", False, codec=NVENC_CODECS[codec], gpuid=gpu_id)
-    except Exception as error:
+    failure: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            nvc.CreateEncoder(width, height, "NV12", False, codec=NVENC_CODECS[codec], gpuid=gpu_id)
+        except Exception as error:
+            failure.append(error)
+
+    # In a thread of its own: an encoder that fails to open leaves a CUDA context of its own
+    # current in the thread that tried (seen on an H100, which has no NVENC), and the caller's
+    # later CUDA work there would run in it (cuDNN: CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH).
+    thread = threading.Thread(target=probe, name="nvenc-probe")
+    thread.start()
+    thread.join()
+    if failure:
         name = torch.cuda.get_device_name(gpu_id)
-        return f"GPU {gpu_id} ({name}) opens no NVENC {codec} encoder: {nvenc_error_text(error)}"
+        return (
+            f"GPU {gpu_id} ({name}) opens no NVENC {codec} encoder: {nvenc_error_text(failure[0])}"
+        )
     return None
 
 
