@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from panoptes import ConfigError
@@ -172,3 +174,25 @@ def test_workers_section_forms() -> None:
     section = parse_config({"sources": [{"uri": "a.mp4"}], "workers": {"gpus": "0, 2"}}).workers
     assert section.gpus == [0, 2] and section.count is None
     assert parse_config({"sources": [{"uri": "a.mp4"}]}).workers.count is None
+
+
+def test_workers_sharing_a_gpu_without_mps_get_a_note(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from panoptes.workers.gpus import shared_gpu_note
+
+    monkeypatch.delenv(FAKE_GPUS_ENV, raising=False)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))  # no daemon's pipe there
+    note = shared_gpu_note([0, 0, 1, 0], config_gpu=False)
+    assert note is not None and note.startswith("note: 3 workers share GPU 0 and no MPS daemon")
+    assert "nvidia-cuda-mps-control -d" in note
+    assert shared_gpu_note([0, 1], config_gpu=False) is None  # one worker per GPU
+    # Workers on the config's devices share its GPU only when it names one.
+    assert "the config's GPU" in (shared_gpu_note([None, None], config_gpu=True) or "")
+    assert shared_gpu_note([None, None], config_gpu=False) is None
+    # A daemon listening (its control pipe in the folder), or fake GPUs: nothing to say.
+    (tmp_path / "control").touch()
+    assert shared_gpu_note([0, 0], config_gpu=False) is None
+    (tmp_path / "control").unlink()
+    monkeypatch.setenv(FAKE_GPUS_ENV, "2")
+    assert shared_gpu_note([0, 0], config_gpu=False) is None

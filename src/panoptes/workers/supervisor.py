@@ -44,6 +44,7 @@ from panoptes.server.streams import (
 )
 from panoptes.workers.assign import Placement, Share, split_evenly
 from panoptes.workers.child import run_worker
+from panoptes.workers.gpus import discover_gpus, shared_gpu_note
 from panoptes.workers.spec import WorkerSpec, worker_config
 
 __all__ = ["Supervisor", "WorkerInfo", "WorkerStreamRow"]
@@ -147,6 +148,17 @@ class _Request:
     kind: str
     payload: dict[str, Any]
     future: Future[dict[str, Any]] = field(default_factory=Future)
+
+
+def _uses_gpu(config: PipelineConfig) -> bool:
+    """Whether the devices a config names include a GPU: an NVDEC source (``auto`` where a GPU
+    is found), or a model on CUDA or TensorRT."""
+    decoders = {getattr(source, "decoder", "cpu") for source in config.sources}
+    return (
+        "nvdec" in decoders
+        or ("auto" in decoders and bool(discover_gpus()))
+        or any(infer.device != "cpu" for infer in config.infer)
+    )
 
 
 def _exit_reason(code: int | None) -> str:
@@ -808,6 +820,9 @@ class Supervisor:
                 f"worker {info.index} ({gpu}{pid}): stream(s) {streams}; "
                 f"outputs tagged .{info.outputs_tag}"
             )
+        note = shared_gpu_note([worker.gpu for worker in self._workers], _uses_gpu(self.config))
+        if note is not None:
+            lines.append(note)
         return lines
 
     def workers_table(self) -> str:
