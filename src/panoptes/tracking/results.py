@@ -33,9 +33,9 @@ class FinishedTrack:
         last_xyxy: its last matched detection box (x1, y1, x2, y2) in pixels.
         reason: ``"lost"`` (unmatched for more than ``max_lost_frames`` detector frames) or
             ``"stream-ended"`` (the stream ended or was removed while the track was live).
-        source_id: the stream, and label: the class name. A tracker serves one stream and
-            knows no names, so it leaves both None; the pipeline's tracker element fills them
-            in (``dataclasses.replace``) before the track leaves with the batch.
+        source_id: the stream, and label: the class name. A tracker knows its streams by
+            key only and no names, so it leaves both None; the pipeline's tracker element fills
+            them in (``dataclasses.replace``) before the track leaves with the batch.
     """
 
     track_id: int
