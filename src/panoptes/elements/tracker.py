@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -14,9 +14,14 @@ from panoptes.core.errors import ConfigError
 from panoptes.core.frame import Batch, Frame
 from panoptes.core.meta import NO_ID
 from panoptes.core.negotiation import ANY_MEMORY
-
-if TYPE_CHECKING:
-    from panoptes.tracking import FinishedTrack, TrackPrediction, TrackUpdate
+from panoptes.tracking import (
+    FinishedTrack,
+    StreamFrame,
+    TrackerParams,
+    TrackPrediction,
+    TrackUpdate,
+    make_tracker,
+)
 
 
 class TrackerProperties(ElementProperties):
@@ -91,8 +96,6 @@ class Tracker(Element):
     props: TrackerProperties
 
     def build(self) -> None:
-        from panoptes.tracking import TrackerParams, make_tracker
-
         props = self.props
         overrides: dict[str, Any] = {
             "max_lost_frames": props.max_lost_frames,
@@ -146,8 +149,6 @@ class Tracker(Element):
         return batch
 
     def _track(self, batch: Batch, frames: list[Frame]) -> None:
-        from panoptes.tracking import StreamFrame, TrackUpdate
-
         inputs: list[StreamFrame] = []
         rows_of: list[np.ndarray] = []
         for frame in frames:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -69,7 +70,7 @@ def frame_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(_RATE_DENOMINATOR_LIMIT)
 
 
-class EncodedFile:
+class EncodedFile(ABC):
     """What the writers of an encoded video file share besides writing: whether it is closed,
     use as a context manager (closed on leaving), and a description. A subclass sets ``path``,
     ``codec``, ``size_wh``, ``rate``, ``frames_written`` and ``_closed``, and has ``close()``."""
@@ -81,8 +82,9 @@ class EncodedFile:
     frames_written: int
     _closed: bool
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Finish the file; later calls do nothing."""
 
     @property
     def closed(self) -> bool:

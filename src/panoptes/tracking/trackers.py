@@ -393,32 +393,18 @@ class StreamTracker(ABC):
         detections = _Detections.gather(frames)
         frame_num = np.fromiter((frame.frame_num for frame in frames), np.int64, len(frames))
         detected = np.fromiter((frame.detected for frame in frames), bool, len(frames))
-        first_update = detected & np.fromiter(
-            (frame.stream not in self._started for frame in frames), bool, len(frames)
-        )
         tracks = self._tracks
         track_frame = _frame_of(tracks.stream, streams)
-        in_step = track_frame >= 0
-        self._motion.advance(in_step, frozen_height=tracks.lost_frames > 0)
+        self._motion.advance(track_frame >= 0, frozen_height=tracks.lost_frames > 0)
         self._frame_num.update(zip(streams.tolist(), frame_num.tolist(), strict=True))
 
         # Predictions first: the update's ended tracks renumber the rows.
         predictions: dict[int, TrackPrediction] = {}
         if not detected.all():
-            predictions = self._predict(
-                in_step & ~detected[track_frame], track_frame, frame_num, np.flatnonzero(~detected)
-            )
+            predictions = self._predict(track_frame, detected, frame_num)
         updates: list[TrackUpdate] = []
         if detected.any():
-            self._started.update(streams[detected].tolist())
-            updates = self._update(
-                in_step & detected[track_frame],
-                track_frame,
-                detections,
-                streams,
-                frame_num,
-                first_update,
-            )
+            updates = self._update(track_frame, detected, detections, streams, frame_num)
         return [
             updates[index] if frame.detected else predictions[index]
             for index, frame in enumerate(frames)
@@ -443,15 +429,12 @@ class StreamTracker(ABC):
         return finished
 
     def _predict(
-        self,
-        skipped: BoolArray,
-        track_frame: IndexArray,
-        frame_num: npt.NDArray[np.int64],
-        skipped_frames: IndexArray,
+        self, track_frame: IndexArray, detected: BoolArray, frame_num: npt.NDArray[np.int64]
     ) -> dict[int, TrackPrediction]:
-        """The step's frames the detector skipped (``skipped_frames``, their tracks marked by
-        ``skipped`` [T]): each one's prediction, by frame index."""
+        """The step's frames the detector skipped (``detected`` False): each one's prediction,
+        by frame index. ``track_frame`` [T] is each track's frame in the step (-1: none)."""
         tracks = self._tracks
+        skipped = (track_frame >= 0) & ~detected[track_frame]
         tracks.tracker_confidence[skipped] *= self.params.confidence_decay
         shown = np.flatnonzero(
             skipped & (tracks.track_id != NO_TRACK_ID) & (tracks.lost_frames == 0)
@@ -463,7 +446,7 @@ class StreamTracker(ABC):
         tracker_confidence = tracks.tracker_confidence[shown].astype(np.float32)
         start = np.searchsorted(shown_frame, np.arange(len(frame_num) + 1))
         predictions: dict[int, TrackPrediction] = {}
-        for index in skipped_frames.tolist():
+        for index in np.flatnonzero(~detected).tolist():
             part = slice(start[index], start[index + 1])
             predictions[index] = TrackPrediction(
                 xyxy=xyxy[part],
@@ -478,18 +461,20 @@ class StreamTracker(ABC):
 
     def _update(
         self,
-        active: BoolArray,
         track_frame: IndexArray,
+        detected: BoolArray,
         detections: _Detections,
         stream: npt.NDArray[np.int64],
         frame_num: npt.NDArray[np.int64],
-        first_update: BoolArray,
     ) -> list[TrackUpdate]:
-        """The step's detector frames (their tracks marked by ``active`` [T]): associate,
-        correct, end and start tracks. Returns an update for every frame of the step, by index
-        (empty for the frames the detector skipped)."""
+        """The step's detector frames (``detected`` True): associate, correct, end and start
+        tracks. Returns an update for every frame of the step, by index (empty for the frames
+        the detector skipped)."""
         params = self.params
         tracks = self._tracks
+        active = (track_frame >= 0) & detected[track_frame]
+        first_update = detected & ~np.isin(stream, list(self._started))
+        self._started.update(stream[detected].tolist())
 
         pairs = self._pairs(active, track_frame, detections)
         picked = self._associate(pairs, detections)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -97,14 +98,13 @@ def shared_gpu_note(gpus: Sequence[int | None], config_gpu: bool) -> str | None:
     GPU when ``config_gpu``)."""
     if os.environ.get(FAKE_GPUS_ENV) or mps_running():
         return None
-    shared = [gpu for gpu in gpus if gpu is not None or config_gpu]
-    counts = {gpu: shared.count(gpu) for gpu in shared}
-    crowded = sorted((gpu for gpu, count in counts.items() if count > 1), key=str)
-    if not crowded:
+    counts = Counter(gpu for gpu in gpus if gpu is not None or config_gpu)
+    gpu, workers = counts.most_common(1)[0] if counts else (None, 0)
+    if workers < 2:
         return None
-    which = "the config's GPU" if crowded == [None] else f"GPU {crowded[0]}"
+    which = "the config's GPU" if gpu is None else f"GPU {gpu}"
     return (
-        f"note: {counts[crowded[0]]} workers share {which} and no MPS daemon runs: their "
+        f"note: {workers} workers share {which} and no MPS daemon runs: their "
         "kernels take turns on it. Start NVIDIA's Multi-Process Service first "
         "(nvidia-cuda-mps-control -d); on an H100 eight workers ran 1.8 times faster with it "
         "(docs/gpu.md)."
