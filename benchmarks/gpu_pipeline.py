@@ -8,7 +8,9 @@ a looping file read as fast as it goes:
 (a) decode-only ceiling: N decoders in Python threads of one process, total frames/s, through
     panoptes' NVDEC reader (``open_reader(..., decoder="nvdec").frames()``: demuxing in PyAV,
     each picture copied out of the decoder) and through PyNvVideoCodec's own demuxer and
-    decoder (``CreateDemuxer`` + ``CreateDecoder``, pictures left where they are);
+    decoder (``CreateDemuxer`` + ``CreateDecoder``, pictures left where they are); with
+    ``--processes K`` the latter also with the N sessions shared out over K processes, as the
+    pipeline's are (one process's threads are bound by its interpreter lock at 128 sessions);
 (b) panoptes end to end: a Pipeline of N ``decoder: nvdec`` sources, the mux letterboxing to
     416×416, yolox-nano on ``backend: torch`` (fp16, a fixed batch of ``min(N, --batch-size)``,
     CUDA graphs), ByteTrack and a fakesink; frames/s counted after the tracker;
@@ -21,7 +23,8 @@ evenly, as ``panoptes run --workers K`` runs them: each process loads its model,
 starts their measuring windows together once all are running, and their frames/s are added up.
 One process is bound by Python's global interpreter lock long before the GPU is busy; several
 use the machine's other cores. With ``--mps`` every process is a client of an MPS daemon the run
-starts for itself: without it the processes' kernels take turns on the GPU.
+starts for itself: without it the processes' kernels take turns on the GPU. ``--cuda-wait`` sets
+how threads wait for the GPU (``PANOPTES_CUDA_WAIT``; panoptes blocks, CUDA's default spins).
 
 Each figure is counted over ``--measure-s`` seconds after ``--warmup-s`` seconds of warm-up (the
 pipeline's model loading and first batches excluded).
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from panoptes import Batch, Pipeline
+from panoptes.core.gpu_wait import GPU_WAIT_MODES, gpu_wait_mode, set_gpu_wait
 from panoptes.media.reader import Decoder, open_reader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,6 +261,7 @@ def end_to_end(
                 "device": args.device,
                 "precision": "fp16" if on_gpu else "fp32",
                 "batch_size": batch,
+                "compile": args.compile,
             }
         ],
         "sinks": [{"type": "fakesink"}],
@@ -337,9 +342,11 @@ def profile(args: argparse.Namespace, name: str) -> list[str]:
     return written
 
 
-def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
-    """(b) and (c) with the streams shared out over ``args.processes`` pipeline processes,
-    measured over one window that starts in all of them together."""
+def run_processes(
+    clip: Path, streams: int, args: argparse.Namespace, *extra: str
+) -> list[dict[str, Any]]:
+    """The figures of ``args.processes`` worker processes sharing ``streams`` out evenly, each
+    told to start once all have said they are ready (so that their windows coincide)."""
     processes = min(args.processes, streams)
     shares = [
         streams // processes + (1 if i < streams % processes else 0) for i in range(processes)
@@ -362,11 +369,13 @@ def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> 
         "--model",
         args.model,
         *([] if args.tracker else ["--no-tracker"]),
+        *(["--compile"] if args.compile else []),
         *(
             []
             if args.switch_interval_ms is None
             else ["--switch-interval-ms", str(args.switch_interval_ms)]
         ),
+        *extra,
     ]
     workers = [
         subprocess.Popen(
@@ -397,10 +406,28 @@ def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> 
                 worker.wait(60)
             except subprocess.TimeoutExpired:
                 worker.kill()
+    return results
+
+
+def decode_only_processes(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    """(a) as the pipeline runs with ``--processes``: PyNvVideoCodec's demuxer and decoder with
+    the streams shared out over as many processes (threads of one process are bound by its
+    interpreter lock long before 128 decoders are), over one window."""
+    results = run_processes(clip, streams, args, "--worker-decode-only")
+    return {
+        "fps": sum(result["fps"] for result in results),
+        "process_fps": [round(result["fps"], 1) for result in results],
+    }
+
+
+def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    """(b) and (c) with the streams shared out over ``args.processes`` pipeline processes,
+    measured over one window that starts in all of them together."""
+    results = run_processes(clip, streams, args)
     fps = sum(result["fps"] for result in results)
     return {
         "fps": fps,
-        "processes": processes,
+        "processes": len(results),
         "process_fps": [round(result["fps"], 1) for result in results],
         "frames": sum(result["frames"] for result in results),
         "objects_per_frame": round(
@@ -428,6 +455,15 @@ def worker_main(args: argparse.Namespace) -> int:
         print("ready", flush=True)
         sys.stdin.readline()
 
+    if args.device == "cuda":
+        set_gpu_wait()
+    if args.worker_decode_only:
+        import PyNvVideoCodec  # noqa: F401  (loaded before the window opens)
+
+        ready()
+        work = pynvvideocodec_work(Path(args.worker_clip))
+        print(json.dumps({"fps": threaded_rate(args.streams[0], work, args)}), flush=True)
+        return 0
     result = end_to_end(Path(args.worker_clip), args.streams[0], args, ready=ready)
     print(json.dumps(result), flush=True)
     return 0
@@ -439,6 +475,10 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
     row["reader_fps"] = threaded_rate(streams, reader_work(clip, decoder), args)
     if args.device == "cuda":
         row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args)
+        if args.processes > 1:
+            ceiling = decode_only_processes(clip, streams, args)
+            row["pynvvideocodec_processes_fps"] = ceiling["fps"]
+            row["pynvvideocodec_process_fps"] = ceiling["process_fps"]
     try:
         e2e = (end_to_end_processes if args.processes > 1 else end_to_end)(clip, streams, args)
     except Exception as error:
@@ -450,6 +490,8 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
     row["e2e_over_reader"] = e2e["fps"] / row["reader_fps"] if row["reader_fps"] else None
     if row.get("pynvvideocodec_fps"):
         row["e2e_over_pynvvideocodec"] = e2e["fps"] / row["pynvvideocodec_fps"]
+    if row.get("pynvvideocodec_processes_fps"):
+        row["e2e_over_pynvvideocodec_processes"] = e2e["fps"] / row["pynvvideocodec_processes_fps"]
     row["streams_real_time"] = e2e["fps"] / CLIP_FPS
     row["reader_streams_real_time"] = row["reader_fps"] / CLIP_FPS
     return row
@@ -513,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", default="yolox-nano", help="the detector: a zoo name or an ONNX file"
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="the detector through torch.compile (inductor)"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/panoptes-bench"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu_pipeline.json")
     parser.add_argument(
@@ -538,7 +583,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mps-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-clip", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-decode-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cuda-wait",
+        choices=sorted(GPU_WAIT_MODES),
+        help="how threads wait for the GPU (PANOPTES_CUDA_WAIT; panoptes' default is block)",
+    )
     args = parser.parse_args(argv)
+    if args.cuda_wait:
+        os.environ["PANOPTES_CUDA_WAIT"] = args.cuda_wait  # for the processes it starts too
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     # The shared models stand in for the zoo's downloads.
@@ -566,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.device == "cuda":
+        set_gpu_wait()  # the decoders measured alone wait as the pipeline's do
     clips = {"hevc": HEVC_CLIP}
     if "h264" in args.clips:
         began = time.monotonic()
@@ -623,12 +678,14 @@ def write_report(
             "model": args.model,
             "precision": "fp32" if smoke else "fp16",
             "tracker": "bytetrack",
+            "compile": args.compile,
             "warmup_s": args.warmup_s,
             "measure_s": args.measure_s,
             "clip_fps": CLIP_FPS,
             "processes": args.processes,
             "switch_interval_ms": args.switch_interval_ms,
             "mps": args.mps_client,
+            "cuda_wait": gpu_wait_mode(),
             "clips": {name: str(path) for name, path in clips.items()},
         },
         "results": rows,

@@ -21,10 +21,17 @@ from panoptes.models.detector import Detections
 from panoptes.models.gpu.compare import match_many
 
 THRESHOLD = 0.3
+NMS_IOU = 0.45
 
 
 def _infer(**extra: Any) -> dict[str, Any]:
-    return {"model": "yolox-nano", "threshold": THRESHOLD, "instances": 1, **extra}
+    return {
+        "model": "yolox-nano",
+        "threshold": THRESHOLD,
+        "nms_iou": NMS_IOU,
+        "instances": 1,
+        **extra,
+    }
 
 
 def _run(infer: dict[str, Any], path: Path, frames: int) -> tuple[Pipeline, dict[Any, Any]]:
@@ -70,9 +77,13 @@ def _compare(torch_infer: dict[str, Any], path: Path, frames: int, memory: str) 
         [device_seen[key][0] for key in keys],
         [host_seen[key][0] for key in keys],
         threshold=THRESHOLD,
+        nms_iou=NMS_IOU,
     )
     assert report.ok, report
     assert report.matched > frames
+    # NMS near-ties (see panoptes.models.gpu.compare) are rare: one pair in 268 boxes on the
+    # HEVC clip.
+    assert len(report.swapped) * 100 <= report.matched, report
 
 
 def test_a_torch_detector_takes_the_gpu_muxs_tensors(

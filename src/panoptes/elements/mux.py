@@ -24,6 +24,7 @@ from pydantic import Field
 from panoptes.core.element import ElementProperties
 from panoptes.core.frame import Frame, image_size_wh
 from panoptes.core.geometry import Letterbox
+from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.core.negotiation import CPU_ONLY, CPU_YUV, CUDA
 from panoptes.core.streams import Stream
 from panoptes.media.yuv import YuvImage
@@ -187,6 +188,7 @@ class Mux:
         if key not in self._cuda_streams:
             import torch
 
+            set_gpu_wait()
             self._cuda_streams[key] = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
         return self._cuda_streams[key]
 

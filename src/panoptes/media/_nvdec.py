@@ -41,6 +41,7 @@ import av.video.stream
 import numpy as np
 
 from panoptes.core.errors import SourceError
+from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.core.negotiation import BGR_OR_CUDA
 from panoptes.media._av import AvReader
 from panoptes.media._base import ImageMaker
@@ -157,6 +158,7 @@ class _PyNvVideoCodecSession:
         import torch
 
         self._nvc: Any = nvc
+        set_gpu_wait()  # once a process: its waits inside Decode, and each picture's copy
         device = torch.device("cuda", gpu_id)
         self._cuda_stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
         self._decoder: Any = nvc.CreateDecoder(

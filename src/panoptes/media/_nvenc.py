@@ -32,6 +32,7 @@ import av.container
 import numpy as np
 
 from panoptes.core.bus import Message, MessageType
+from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.media._nvdec import video_codec_unavailable_reason
 from panoptes.media.rtsp._h264 import join_annexb, split_annexb
 from panoptes.media.rtsp.encoder import check_stream_settings
@@ -291,6 +292,7 @@ class _PyNvVideoCodecSession:
     def __init__(self, settings: EncoderSettings, gpu_id: int) -> None:
         import PyNvVideoCodec as nvc
 
+        set_gpu_wait()
         self._encoder: Any = nvc.CreateEncoder(
             settings.width, settings.height, "NV12", False, **settings.options(gpu_id)
         )

@@ -30,6 +30,7 @@ import torch
 from torch import fx
 
 from panoptes.core.errors import ModelError, ModelNotFoundError
+from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.models.backends import TensorInfo
 from panoptes.models.detector import ModelWarning, _metadata_size
 from panoptes.models.gpu.cache import ArtefactCache, ArtefactKey, CacheWarning, file_sha256
@@ -60,6 +61,7 @@ def resolve_device(device: str, gpu_id: int = 0) -> torch.device:
         return torch.device("cpu")
     if device != "cuda":
         raise ModelError(f"backend torch runs on cpu or cuda, not {device!r}")
+    set_gpu_wait()  # before torch starts the GPU's context, where it can
     if not torch.cuda.is_available():
         raise ModelError(
             f"device cuda: this PyTorch ({torch.__version__}) sees no CUDA GPU; install a CUDA "
