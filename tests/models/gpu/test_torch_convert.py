@@ -11,11 +11,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 from torch import fx
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from panoptes.core.errors import ModelError
 from panoptes.models.gpu.convert import (
     convert_for_batch,
     free_batch_axis,
+    fuse_silu,
     output_tuple,
     place_on_device,
 )
@@ -122,3 +124,31 @@ def test_without_the_trace_the_module_reads_shapes_back_on_every_call(
         module = _onnx2torch_convert()(freed).to("meta")
         with pytest.raises(Exception, match="meta"):
             module(torch.empty((2, 3, 416, 416), device="meta"))
+
+
+def _activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a = x * torch.sigmoid(x)  # SiLU as ONNX writes it
+    b = torch.sigmoid(a) * a  # the other order
+    gate = torch.sigmoid(b)
+    c = b * gate  # a sigmoid read again below stays
+    return c, gate + x * torch.sigmoid(x + 1.0)  # not the same x: no SiLU
+
+
+def test_silu_written_as_x_times_sigmoid_x_becomes_one_op() -> None:
+    x = torch.linspace(-8.0, 8.0, 64).reshape(2, 32)
+    traced = make_fx(_activations)(x)
+    expected = traced(x)
+    assert fuse_silu(traced) == 3
+    targets = [str(node.target) for node in traced.graph.nodes if node.op == "call_function"]
+    assert targets.count("aten.silu.default") == 3
+    assert targets.count("aten.sigmoid.default") == 2  # the gate read twice, and sigmoid(x + 1)
+    assert targets.count("aten.mul.Tensor") == 1
+    for got, want in zip(traced(x), expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_the_converted_yolox_runs_silu(yolox_traced: fx.GraphModule) -> None:
+    targets = [str(node.target) for node in yolox_traced.graph.nodes]
+    # 110 sigmoids in the ONNX graph: 104 SiLUs and the head's 6 scores.
+    assert targets.count("aten.silu.default") == 104
+    assert targets.count("aten.sigmoid.default") == 6

@@ -47,7 +47,7 @@ __all__ = ["ARTEFACT_FORMAT", "Precision", "TorchBackend", "device_label", "reso
 Precision = Literal["fp32", "fp16"]
 
 #: The version of what :mod:`panoptes.models.gpu.convert` stores; a change rebuilds the cache.
-ARTEFACT_FORMAT = 1
+ARTEFACT_FORMAT = 2
 
 #: Forward passes before a CUDA graph is captured (cuDNN picks its algorithms, memory settles).
 WARMUP_RUNS = 3

@@ -20,7 +20,11 @@ Four steps, each for a fault found on the GPU or in a current exporter's files:
    capture fail. Traced once at the fixed batch with real tensors (``make_fx``), those values
    become constants of a plain ATen graph. The traced module is checked against onnxruntime on
    the user's file, on two different images of the batch, which also proves that the batch axis
-   is really free and that the rewrites of steps 1 and 2 changed nothing.
+   is really free and that the rewrites of steps 1 and 2 changed nothing. Before the check,
+   ``x * sigmoid(x)``, how ONNX writes SiLU (110 times in yolox-nano), becomes one ``silu``
+   (:func:`fuse_silu`): one kernel where eager PyTorch launched two, each reading and writing
+   the whole feature map (on an H100, 34 µs of each 1080p frame's 216 µs of GPU time went to
+   them), and one rounding instead of two in fp16.
 4. **Place on the device** (:func:`place_on_device`). Every tensor the graph reads (parameters,
    buffers, and the constants tracing leaves as plain attributes, which ``Module.to`` does not
    move) is moved to the device once, in the model's precision, and every device or dtype the
@@ -58,6 +62,7 @@ __all__ = [
     "convert_for_batch",
     "fold_identity_initializers",
     "free_batch_axis",
+    "fuse_silu",
     "lower_opset",
     "onnx_interface",
     "output_tuple",
@@ -613,9 +618,39 @@ def convert_for_batch(
         ) from error
     traced.graph.eliminate_dead_code()
     traced.delete_all_unused_submodules()
-    traced.recompile()
+    fuse_silu(traced)
     _check_against_onnxruntime(path, model_batch, traced, example)
     return traced
+
+
+def fuse_silu(module: fx.GraphModule) -> int:
+    """Replace each ``mul(x, sigmoid(x))`` of ``module``'s ATen graph (either order) by
+    ``silu(x)``; the sigmoid goes too when nothing else reads it. In place; returns how many."""
+    aten = torch.ops.aten
+    fused = 0
+    for node in list(module.graph.nodes):
+        if node.op != "call_function" or node.target != aten.mul.Tensor or len(node.args) != 2:
+            continue
+        first, second = node.args
+        for sigmoid, other in ((first, second), (second, first)):
+            if (
+                isinstance(sigmoid, fx.Node)
+                and sigmoid.op == "call_function"
+                and sigmoid.target == aten.sigmoid.default
+                and sigmoid.args[0] is other
+            ):
+                with module.graph.inserting_before(node):
+                    silu = module.graph.call_function(aten.silu.default, (other,))
+                silu.meta = dict(node.meta)
+                node.replace_all_uses_with(silu)
+                module.graph.erase_node(node)
+                if not sigmoid.users:
+                    module.graph.erase_node(sigmoid)
+                fused += 1
+                break
+    module.graph.lint()
+    module.recompile()
+    return fused
 
 
 # --- the device ------------------------------------------------------------------------------
