@@ -455,11 +455,10 @@ def worker_main(args: argparse.Namespace) -> int:
         print("ready", flush=True)
         sys.stdin.readline()
 
-    if args.device == "cuda":
-        set_gpu_wait()
     if args.worker_decode_only:
         import PyNvVideoCodec  # noqa: F401  (loaded before the window opens)
 
+        set_gpu_wait()  # as the pipeline's decoders wait (a pipeline sets it itself)
         ready()
         work = pynvvideocodec_work(Path(args.worker_clip))
         print(json.dumps({"fps": threaded_rate(args.streams[0], work, args)}), flush=True)

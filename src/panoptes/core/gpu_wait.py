@@ -43,13 +43,29 @@ def _driver() -> ctypes.CDLL | None:
     return driver if driver.cuInit(0) == 0 else None
 
 
+def _primary_context(driver: ctypes.CDLL, ordinal: int) -> tuple[ctypes.c_int, int] | None:
+    """GPU ``ordinal``'s device handle and its primary context's flags; None if refused."""
+    device = ctypes.c_int(0)
+    flags = ctypes.c_uint(0)
+    active = ctypes.c_int(0)
+    if driver.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
+        return None
+    if driver.cuDevicePrimaryCtxGetState(device, ctypes.byref(flags), ctypes.byref(active)) != 0:
+        return None
+    return device, flags.value
+
+
+def _checked(mode: str, named: str, error: type[ValueError]) -> str:
+    if mode not in GPU_WAIT_MODES:
+        known = ", ".join(GPU_WAIT_MODES)
+        raise error(f"{named} is not a CUDA wait mode: use one of {known}")
+    return mode
+
+
 def gpu_wait_mode() -> str:
     """The mode ``PANOPTES_CUDA_WAIT`` asks for (``block`` when unset)."""
     mode = os.environ.get(_ENVIRONMENT, "").strip().lower() or "block"
-    if mode not in GPU_WAIT_MODES:
-        known = ", ".join(GPU_WAIT_MODES)
-        raise ConfigError(f"{_ENVIRONMENT}={mode!r} is not a CUDA wait mode: use one of {known}")
-    return mode
+    return _checked(mode, f"{_ENVIRONMENT}={mode!r}", ConfigError)
 
 
 @functools.cache
@@ -60,15 +76,10 @@ def set_gpu_wait(mode: str | None = None) -> bool:
     machine without a GPU) and, with a log line, where the driver refused. Once per process and
     mode: later calls return the first answer.
     """
-    mode = gpu_wait_mode() if mode is None else mode
-    if mode not in GPU_WAIT_MODES:
-        known = ", ".join(GPU_WAIT_MODES)
-        raise ValueError(f"{mode!r} is not a CUDA wait mode: use one of {known}")
+    mode = gpu_wait_mode() if mode is None else _checked(mode, repr(mode), ValueError)
     driver = _driver()
-    if driver is None:
-        return False
     count = ctypes.c_int(0)
-    if driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+    if driver is None or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return False
     set_flags = getattr(driver, "cuDevicePrimaryCtxSetFlags_v2", None) or getattr(
         driver, "cuDevicePrimaryCtxSetFlags", None
@@ -77,15 +88,12 @@ def set_gpu_wait(mode: str | None = None) -> bool:
         return False
     done = True
     for ordinal in range(count.value):
-        device = ctypes.c_int(0)
-        flags = ctypes.c_uint(0)
-        active = ctypes.c_int(0)
-        if driver.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
-            done = False
-            continue
-        driver.cuDevicePrimaryCtxGetState(device, ctypes.byref(flags), ctypes.byref(active))
-        wanted = (flags.value & ~_SCHEDULE_MASK) | GPU_WAIT_MODES[mode]
-        result = set_flags(device, ctypes.c_uint(wanted))
+        context = _primary_context(driver, ordinal)
+        result = -1
+        if context is not None:
+            device, flags = context
+            wanted = (flags & ~_SCHEDULE_MASK) | GPU_WAIT_MODES[mode]
+            result = set_flags(device, ctypes.c_uint(wanted))
         if result != 0:
             logger.info("CUDA wait %s not set on GPU %d: driver error %d", mode, ordinal, result)
             done = False
@@ -95,12 +103,8 @@ def set_gpu_wait(mode: str | None = None) -> bool:
 def primary_context_wait(gpu_id: int = 0) -> str | None:
     """The wait mode GPU ``gpu_id``'s primary context has now, or None without a driver."""
     driver = _driver()
-    device = ctypes.c_int(0)
-    flags = ctypes.c_uint(0)
-    active = ctypes.c_int(0)
-    if driver is None or driver.cuDeviceGet(ctypes.byref(device), gpu_id) != 0:
-        return None
-    if driver.cuDevicePrimaryCtxGetState(device, ctypes.byref(flags), ctypes.byref(active)) != 0:
+    context = None if driver is None else _primary_context(driver, gpu_id)
+    if context is None:
         return None
     by_flag = {flag: name for name, flag in GPU_WAIT_MODES.items()}
-    return by_flag.get(flags.value & _SCHEDULE_MASK, "auto")
+    return by_flag.get(context[1] & _SCHEDULE_MASK, "auto")

@@ -93,24 +93,27 @@ def match_detections(
     in the report's lists.
     """
     report = MatchReport()
+    iou = _pairwise_iou(
+        np.asarray(first.xyxy, np.float64).reshape(-1, 4),
+        np.asarray(second.xyxy, np.float64).reshape(-1, 4),
+    )
+    score_gap = np.abs(first.confidence[:, None].astype(np.float64) - second.confidence[None, :])
+    alike = (first.class_id[:, None] == second.class_id[None, :]) & (
+        score_gap <= max_score_difference
+    )
+    partner = alike & (iou >= min_iou)
+    # Every relation is symmetric: the second side's view is the transpose.
+    views = ((first, iou, score_gap, partner), (second, iou.T, score_gap.T, partner.T))
     alone: list[list[int]] = [[], []]
-    sides = ((first, second), (second, first))
-    for side, (ours, theirs) in enumerate(sides):
-        iou = _pairwise_iou(
-            np.asarray(ours.xyxy, np.float64).reshape(-1, 4),
-            np.asarray(theirs.xyxy, np.float64).reshape(-1, 4),
-        )
-        same_class = ours.class_id[:, None] == theirs.class_id[None, :]
-        score_gap = np.abs(ours.confidence[:, None].astype(np.float64) - theirs.confidence[None, :])
-        partner = same_class & (iou >= min_iou) & (score_gap <= max_score_difference)
+    for side, (ours, side_iou, side_gap, side_partner) in enumerate(views):
         for index in range(len(ours)):
-            candidates = np.flatnonzero(partner[index])
+            candidates = np.flatnonzero(side_partner[index])
             if len(candidates):
-                best = candidates[np.argmax(iou[index, candidates])]
+                best = candidates[np.argmax(side_iou[index, candidates])]
                 report.matched += 1
-                report.min_iou = min(report.min_iou, float(iou[index, best]))
+                report.min_iou = min(report.min_iou, float(side_iou[index, best]))
                 report.max_score_difference = max(
-                    report.max_score_difference, float(score_gap[index, best])
+                    report.max_score_difference, float(side_gap[index, best])
                 )
             elif threshold is not None and ours.confidence[index] < (
                 threshold + max_score_difference
@@ -118,45 +121,24 @@ def match_detections(
                 report.borderline.append((image, side, index))
             else:
                 alone[side].append(index)
-    for side, index in _swapped(first, second, alone, max_score_difference, nms_iou):
-        report.swapped.append((image, side, index))
-        alone[side].remove(index)
+    if nms_iou is not None:
+        for side, index in _near_ties(alike & (iou > nms_iou), alone):
+            report.swapped.append((image, side, index))
+            alone[side].remove(index)
     report.unmatched += [(image, side, index) for side in (0, 1) for index in alone[side]]
     return report
 
 
-def _swapped(
-    first: Detections,
-    second: Detections,
-    alone: list[list[int]],
-    max_score_difference: float,
-    nms_iou: float | None,
-) -> list[tuple[int, int]]:
-    """``(side, index)`` of the boxes without a partner that pair up as NMS near-ties, each
-    box in one pair at most."""
-    if nms_iou is None or not alone[0] or not alone[1]:
-        return []
-    ours = np.asarray(first.xyxy, np.float64).reshape(-1, 4)[alone[0]]
-    theirs = np.asarray(second.xyxy, np.float64).reshape(-1, 4)[alone[1]]
-    iou = _pairwise_iou(ours, theirs)
-    tie = (
-        (first.class_id[alone[0]][:, None] == second.class_id[alone[1]][None, :])
-        & (iou > nms_iou)
-        & (
-            np.abs(
-                first.confidence[alone[0]][:, None].astype(np.float64)
-                - second.confidence[alone[1]][None, :]
-            )
-            <= max_score_difference
-        )
-    )
+def _near_ties(tie: np.ndarray, alone: list[list[int]]) -> list[tuple[int, int]]:
+    """``(side, index)`` of the boxes without a partner (``alone``, per side) that pair up
+    through ``tie`` [N, M] (first side's box, second side's), each box in one pair at most."""
     pairs: list[tuple[int, int]] = []
     taken: set[int] = set()
-    for row in range(len(alone[0])):
-        for column in np.flatnonzero(tie[row]):
-            if int(column) not in taken:
-                taken.add(int(column))
-                pairs += [(0, alone[0][row]), (1, alone[1][int(column)])]
+    for row in alone[0]:
+        for column in alone[1]:
+            if column not in taken and tie[row, column]:
+                taken.add(column)
+                pairs += [(0, row), (1, column)]
                 break
     return pairs
 
