@@ -114,7 +114,8 @@ def measure(
     }
     backend = TorchBackend(args.model, **options)
     device = backend.device
-    model_input = torch.rand(backend.inputs[0].shape, device=device).mul_(255).to(backend.dtype)  # type: ignore[arg-type]
+    shape = backend.inputs[0].shape
+    model_input = torch.rand(shape, device=device).mul_(255).to(backend.input_dtype)  # type: ignore[arg-type]
     model_rate = images_per_s(lambda: backend.run_device(model_input), batch_size, device, args)
     load = {"load_s": round(backend.load_s, 3), "cache_hit": backend.cache_hit}
     backend.close()

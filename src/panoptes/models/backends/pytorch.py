@@ -36,6 +36,7 @@ from panoptes.models.detector import ModelWarning, _metadata_size
 from panoptes.models.gpu.cache import ArtefactCache, ArtefactKey, CacheWarning, file_sha256
 from panoptes.models.gpu.convert import (
     convert_for_batch,
+    fp32_stem,
     onnx_interface,
     output_tuple,
     place_on_device,
@@ -47,7 +48,7 @@ __all__ = ["ARTEFACT_FORMAT", "Precision", "TorchBackend", "device_label", "reso
 Precision = Literal["fp32", "fp16"]
 
 #: The version of what :mod:`panoptes.models.gpu.convert` stores; a change rebuilds the cache.
-ARTEFACT_FORMAT = 2
+ARTEFACT_FORMAT = 3
 
 #: Forward passes before a CUDA graph is captured (cuDNN picks its algorithms, memory settles).
 WARMUP_RUNS = 3
@@ -99,9 +100,11 @@ def _numpy(value: torch.Tensor) -> np.ndarray:
 class TorchBackend:
     """An ONNX model run by PyTorch at a fixed batch on ``device`` (``cpu`` or ``cuda``).
 
-    ``precision`` is ``fp32`` or ``fp16`` (CUDA only). ``batch_size`` is the fixed batch every
-    run is padded to (default: the model's own, else 1). ``cuda_graphs`` replays the model from a
-    CUDA graph (default: on CUDA). ``compile`` runs it through ``torch.compile`` first.
+    ``precision`` is ``fp32`` or ``fp16`` (CUDA only; the model's first three convolutions and
+    its input stay fp32, see :func:`~panoptes.models.gpu.convert.fp32_stem`). ``batch_size`` is
+    the fixed batch every run is padded to (default: the model's own, else 1). ``cuda_graphs``
+    replays the model from a CUDA graph (default: on CUDA). ``compile`` runs it through
+    ``torch.compile`` first.
     ``gpu_id`` picks the GPU. ``input_size_wh`` sets the input size of a model whose size is
     dynamic. ``cache_dir`` holds the converted model (default ``$PANOPTES_CACHE_DIR/torch``).
     ``threads`` sets torch's CPU threads (process-wide: torch has no per-model setting).
@@ -154,6 +157,9 @@ class TorchBackend:
             torch.backends.cudnn.benchmark = True
         self.precision: Precision = precision
         self.dtype = _DTYPES[precision]
+        # In fp16 the model's first layers run in fp32 (see convert.fp32_stem), and so does its
+        # input, which keeps the pre-processed pixels exact.
+        self.input_dtype = torch.float32
 
         model = onnx.load(str(self.path))
         inputs, outputs, self.metadata = onnx_interface(model)
@@ -190,7 +196,8 @@ class TorchBackend:
         self.cache_hit = module is not None
         if module is None:
             module = convert_for_batch(self.path, self.batch_size, self.input_size_wh, self.device)
-            place_on_device(module, self.device, self.dtype)
+            fp32_nodes = fp32_stem(module) if precision == "fp16" else None
+            place_on_device(module, self.device, self.dtype, keep_fp32=fp32_nodes)
             prepared = module
             cache.store(
                 key, stem, lambda file: torch.save({"key": key.as_dict(), "module": prepared}, file)
@@ -233,7 +240,7 @@ class TorchBackend:
         return module
 
     def _example(self) -> torch.Tensor:
-        return torch.zeros(self._input_shape, dtype=self.dtype, device=self.device)
+        return torch.zeros(self._input_shape, dtype=self.input_dtype, device=self.device)
 
     def _compile(
         self, module: fx.GraphModule, cache: ArtefactCache, key: ArtefactKey, stem: str
@@ -311,7 +318,7 @@ class TorchBackend:
         count = batch.shape[0]
         if not 0 < count <= self.batch_size:
             raise ValueError(f"batch of {count} images; this model runs 1 to {self.batch_size}")
-        batch = batch.to(self.device, self.dtype, non_blocking=True)
+        batch = batch.to(self.device, self.input_dtype, non_blocking=True)
         with torch.no_grad():
             if self._graph is not None and self._static_input is not None:
                 self._static_input[:count].copy_(batch)

@@ -60,7 +60,7 @@ class DevicePipeline:
         filter_options: Mapping[str, Any],
     ) -> None:
         self.backend = backend
-        self.preprocessor = TorchPreprocessor(spec, backend.device, backend.dtype)
+        self.preprocessor = TorchPreprocessor(spec, backend.device, backend.input_dtype)
         self.decoder: DeviceDecoder | None = DEVICE_DECODERS.get(parser_name)
         self.parser_name = parser_name
         self._parser = parser
