@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from software_decoding import ONE_BY_ONE, PARKING, RETAIL, clip_frames, i420_to_nv12
 
 from panoptes.core.geometry import Letterbox
@@ -146,3 +147,137 @@ def test_views_of_one_batch_stack_without_a_copy() -> None:
     assert stacked.data_ptr() == batch.data_ptr() and torch.equal(stacked, batch)
     reordered = gpu_image.stack_images([batch[1], batch[0]])
     assert reordered.data_ptr() != batch.data_ptr() and torch.equal(reordered[0], batch[1])
+
+
+def letterbox_nv12_by_interpolate(
+    nv12: torch.Tensor, size_wh: tuple[int, int], *, keep_aspect: bool, pad_value: int
+) -> torch.Tensor:
+    """The reference: whole NV12 planes [N, H * 3 / 2, W] as float32, luma and the
+    half-resolution chroma each resized by ``interpolate`` to the letterbox, then converted."""
+    count, rows, width = nv12.shape
+    height = rows * 2 // 3
+    transform = Letterbox.fit((width, height), size_wh, keep_ratio=keep_aspect)
+    new_w = min(size_wh[0], max(1, round(width * transform.scale_xy[0])))
+    new_h = min(size_wh[1], max(1, round(height * transform.scale_xy[1])))
+    x0, y0 = int(transform.pad_xy[0]), int(transform.pad_xy[1])
+    canvas = torch.full((count, 3, size_wh[1], size_wh[0]), pad_value, dtype=torch.uint8)
+
+    def resize(planes: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            planes, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False
+        )
+
+    luma = resize(nv12[:, :height].unsqueeze(1).float())
+    uv = nv12[:, height:].reshape(count, height // 2, width // 2, 2).permute(0, 3, 1, 2)
+    chroma = resize(uv.float())
+    region = canvas[:, :, y0 : y0 + new_h, x0 : x0 + new_w]
+    gpu_image._yuv_to_rgb(luma[:, 0], chroma[:, 0], chroma[:, 1], "bt601", region)
+    return canvas
+
+
+def nv12_of(frames: list[av.VideoFrame]) -> list[torch.Tensor]:
+    return [torch.from_numpy(frame.to_ndarray(format="nv12")) for frame in frames]
+
+
+@pytest.fixture(params=["gathering", "planes"])
+def resize_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each of the NV12 letterbox's ways to resize, whatever the sizes: gathering the taps, or
+    converting whole planes."""
+    shrink = 0 if request.param == "gathering" else 10**9
+    monkeypatch.setattr(gpu_image, "_GATHER_MIN_SHRINK", shrink)
+    return str(request.param)
+
+
+@pytest.mark.parametrize(
+    ("clip", "size_wh", "keep_aspect"),
+    [
+        ("retail", (416, 416), True),  # 1080p shrunk, as the detector takes it
+        ("retail", (640, 640), True),
+        ("retail", (500, 300), False),  # stretched
+        ("retail", (417, 301), False),  # odd sizes: chroma taps of odd output columns, rows
+        ("one-by-one", (1280, 1280), True),  # enlarged
+        ("parking", (1000, 600), False),  # enlarged, stretched
+        ("parking", (768, 300), False),  # one side kept: a copy along it
+    ],
+)
+def test_nv12_letterbox_resizes_as_interpolate_does(
+    frames: dict[str, list[av.VideoFrame]],
+    resize_path: str,
+    clip: str,
+    size_wh: tuple[int, int],
+    keep_aspect: bool,
+) -> None:
+    """Gathering the taps reads what ``interpolate`` reads on whole float planes and weighs it
+    alike: the same values but for float rounding, an odd grey level apart."""
+    pictures = nv12_of(frames[clip])
+    canvases, transform = gpu_image.letterbox_nv12(
+        pictures, size_wh, keep_aspect=keep_aspect, pad_value=114
+    )
+    width, height = frames[clip][0].width, frames[clip][0].height
+    assert transform == Letterbox.fit((width, height), size_wh, keep_ratio=keep_aspect)
+    expected = letterbox_nv12_by_interpolate(
+        torch.stack(pictures), size_wh, keep_aspect=keep_aspect, pad_value=114
+    )
+    assert canvases.shape == expected.shape and canvases.dtype == torch.uint8
+    difference = (canvases.int() - expected.int()).abs()
+    assert difference.max() <= 1
+    assert (difference == 0).float().mean() >= 0.999
+
+
+@pytest.mark.parametrize(("size_wh", "gathers"), [((416, 416), True), ((640, 640), False)])
+def test_nv12_letterbox_gathers_taps_where_the_picture_shrinks_enough(
+    frames: dict[str, list[av.VideoFrame]],
+    monkeypatch: pytest.MonkeyPatch,
+    size_wh: tuple[int, int],
+    gathers: bool,
+) -> None:
+    """1080p into 416 × 416 is a shrink of 21 in area, into 640 × 640 of 9."""
+
+    def other_path(*args: object) -> None:
+        raise AssertionError("resized the other way")
+
+    monkeypatch.setattr(gpu_image, "_resize_planes" if gathers else "_resize_gathering", other_path)
+    gpu_image.letterbox_nv12(nv12_of(frames["retail"]), size_wh)
+
+
+def test_nv12_letterbox_of_pictures_is_that_of_their_batch(
+    frames: dict[str, list[av.VideoFrame]], monkeypatch: pytest.MonkeyPatch, resize_path: str
+) -> None:
+    """Separate pictures, their stacked batch, views of one batch, one frame per pass or all at
+    once, into a new canvas or into the rows of a larger one: the same canvases."""
+    pictures = nv12_of([*frames["one-by-one"], *frames["parking"]])
+    batch = torch.stack(pictures)
+
+    def letterbox(
+        nv12: torch.Tensor | list[torch.Tensor], out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Letterbox]:
+        return gpu_image.letterbox_nv12(nv12, (416, 416), pad_value=114, out=out)
+
+    expected, transform = letterbox(batch)
+    separate, separate_transform = letterbox(pictures)
+    assert separate_transform == transform and torch.equal(separate, expected)
+    assert torch.equal(letterbox(list(batch))[0], expected)
+    larger = torch.zeros((5, 3, 416, 416), dtype=torch.uint8)
+    canvases, _ = letterbox(pictures, out=larger[1:4])
+    assert canvases.data_ptr() == larger[1].data_ptr() and torch.equal(larger[1:4], expected)
+    assert not larger[0].any() and not larger[4].any()
+    monkeypatch.setattr(gpu_image, "_GATHER_BYTES_PER_PASS", 1)
+    monkeypatch.setattr(gpu_image, "FRAMES_PER_PASS", 1)
+    assert torch.equal(letterbox(pictures)[0], expected)
+    assert torch.equal(letterbox(batch)[0], expected)
+
+
+def test_nv12_letterbox_of_pictures_at_the_source_size_only_converts(
+    frames: dict[str, list[av.VideoFrame]],
+) -> None:
+    pictures = nv12_of(frames["one-by-one"])
+    canvases, _ = gpu_image.letterbox_nv12(pictures, (768, 432))
+    assert torch.equal(canvases, gpu_image.nv12_to_rgb(torch.stack(pictures)))
+
+
+def test_nv12_letterbox_refuses_pictures_of_different_sizes() -> None:
+    pictures = [torch.zeros((6, 4), dtype=torch.uint8), torch.zeros((12, 8), dtype=torch.uint8)]
+    with pytest.raises(ValueError, match="of one size"):
+        gpu_image.letterbox_nv12(pictures, (8, 8))
+    with pytest.raises(ValueError, match="got none"):
+        gpu_image.letterbox_nv12([], (8, 8))

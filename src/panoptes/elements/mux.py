@@ -157,12 +157,15 @@ class Mux:
             shape = (len(frames), 3, size_wh[1], size_wh[0])
             batch = torch.empty(shape, dtype=torch.uint8, device=images[0].device)
         for (_, color_space), indices in groups.items():
-            nv12 = gpu_image.stack_images([images[i] for i in indices])
+            nv12 = [images[i] for i in indices]
             if batch is None:
-                canvas, transform = gpu_image.nv12_to_rgb(nv12, color_space), Letterbox()
+                stacked = gpu_image.stack_images(nv12)
+                canvas, transform = gpu_image.nv12_to_rgb(stacked, color_space), Letterbox()
                 rows = list(range(len(indices)))
             else:
                 consecutive = indices == list(range(indices[0], indices[0] + len(indices)))
+                # The frames as they are: where they shrink enough, only the rows their
+                # letterbox needs are read from each, and they are never stacked.
                 canvas, transform = gpu_image.letterbox_nv12(
                     nv12,
                     size_wh,
