@@ -695,9 +695,9 @@ def fp32_stem(module: fx.GraphModule, convolutions: int = FP32_STEM_CONVOLUTIONS
     rounding of those layers' inputs and sums is amplified through the whole network. In an
     fp16 run of yolox-nano on the CPU in which only one convolution rounds to fp16, that
     convolution alone moves scores by up to 0.021 when it is the third, and by 0.006 or less
-    when it is any of the 110 after it. Keeping the first three in fp32 cut the largest score
-    change over the test clips' frames from 0.021 to 0.013. They are a small part of the work:
-    few channels, however large the image.
+    when it is any of the 110 after it. With the first three in fp32, the worst score gap to
+    onnxruntime over the test clips' frames on an H100 fell from 0.0245 to 0.013. They are a
+    small part of the work: few channels, however large the image.
     """
     if convolutions <= 0:
         return set()
