@@ -405,13 +405,15 @@ def letterbox_nv12(
     region = canvas[:, :, y0 : y0 + new_wh[1], x0 : x0 + new_wh[0]]
     if count == 0:
         return canvas, transform
-    if new_wh == (width, height):
-        nv12_to_rgb(stack_images(frames) if batch is None else batch, color_space, out=region)
-    elif width * height >= _GATHER_MIN_SHRINK * new_wh[0] * new_wh[1]:
+    if new_wh != (width, height) and width * height >= _GATHER_MIN_SHRINK * new_wh[0] * new_wh[1]:
         taps = _nv12_taps((width, height), new_wh, device)
         _resize_gathering(batch, frames, taps, color_space, region)
+        return canvas, transform
+    whole = stack_images(frames) if batch is None else batch
+    if new_wh == (width, height):
+        nv12_to_rgb(whole, color_space, out=region)
     else:
-        _resize_planes(stack_images(frames) if batch is None else batch, color_space, region)
+        _resize_planes(whole, color_space, region)
     return canvas, transform
 
 
