@@ -296,3 +296,40 @@ def test_gpu_compiled_model_matches_and_its_kernels_are_cached(
     with capsys.disabled():
         print(f"\ncompiled load: first {first_load_s:.1f} s, cached {second.load_s:.1f} s")
     assert second.cache_hit
+
+
+def test_no_input_buffer_without_a_cuda_graph(shared_models: Path, torch_cache: Path) -> None:
+    backend = TorchBackend(shared_models / "yolox_nano.onnx", batch_size=2, cache_dir=torch_cache)
+    assert backend.input_buffer(1) is None
+
+
+@pytest.mark.gpu
+def test_gpu_a_batch_written_into_the_input_buffer_runs_as_a_copied_one(
+    shared_models: Path, torch_cache: Path
+) -> None:
+    """Pre-processing writes into the CUDA graph's own input (no copy): the graph reads it, and
+    a batch from elsewhere is still copied in."""
+    device_or_skip("cuda")
+    backend = TorchBackend(
+        shared_models / "yolox_nano.onnx",
+        device="cuda",
+        precision="fp16",
+        batch_size=4,
+        cache_dir=torch_cache,
+    )
+    assert backend.cuda_graphs
+    assert backend.input_buffer(5) is None
+    generator = torch.Generator().manual_seed(5)
+    batches = [torch.rand((3, 3, 416, 416), generator=generator) * 255 for _ in range(2)]
+    copied = [
+        {name: value.clone() for name, value in backend.run_device(batch).items()}
+        for batch in batches
+    ]
+    for batch, expected in zip(batches, copied, strict=True):
+        buffer = backend.input_buffer(3)
+        assert buffer is not None and buffer.shape == (3, 3, 416, 416)
+        buffer.copy_(batch)
+        outputs = backend.run_device(buffer)
+        for name, value in expected.items():
+            torch.testing.assert_close(outputs[name], value, rtol=0, atol=0)
+    assert not torch.equal(copied[0]["output"], copied[1]["output"])

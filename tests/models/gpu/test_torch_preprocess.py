@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch_gpu_helpers import DEVICES, device_or_skip
 
+from panoptes.core.geometry import Letterbox
 from panoptes.models.gpu.preprocess import TorchPreprocessor, resize_like_opencv
 from panoptes.models.preprocess import Preprocessor, PreprocessSpec
 
@@ -115,6 +116,65 @@ def test_mixed_sizes_keep_their_order() -> None:
     ours, our_boxes = TorchPreprocessor(spec, torch.device("cpu"))(frames)
     assert our_boxes == their_boxes
     _check_close(ours, theirs, spec)
+
+
+def _at_network_size(frames: list[np.ndarray], spec: PreprocessSpec) -> list[np.ndarray]:
+    return [cv2.resize(frame, spec.input_size_wh, interpolation=cv2.INTER_AREA) for frame in frames]
+
+
+@pytest.mark.parametrize("device_name", DEVICES)
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_frames_at_the_network_size_as_the_gpu_mux_gives_them(
+    spec_name: str, device_name: str, all_frames: list[np.ndarray]
+) -> None:
+    """Frames already at the network's size (the GPU mux letterboxes) skip the canvas: the
+    result is still the CPU path's, exactly, however they come, and into ``out`` when given."""
+    device = device_or_skip(device_name)
+    spec = SPECS[spec_name]
+    frames = _at_network_size(all_frames, spec)
+    theirs, their_boxes = Preprocessor(spec)(frames)
+    assert their_boxes == [Letterbox()] * len(frames)
+    preprocessor = TorchPreprocessor(spec, device)
+    stacked = torch.stack([torch.from_numpy(frame) for frame in frames]).to(device)
+    rgb_batch = stacked.flip(3).permute(0, 3, 1, 2).contiguous()
+    inputs: list[tuple[Any, str]] = [
+        (frames, "hwc-bgr"),
+        (list(rgb_batch), "chw-rgb"),  # views of one batch, as the mux hands them on
+        ([image.clone() for image in rgb_batch], "chw-rgb"),  # separate tensors
+        (list(rgb_batch)[::-1], "chw-rgb"),  # views, out of order
+    ]
+    for images, layout in inputs:
+        ours, our_boxes = preprocessor(images, layout=layout)
+        assert our_boxes == their_boxes
+        expected = theirs[::-1] if images is inputs[-1][0] else theirs
+        np.testing.assert_array_equal(ours.cpu().numpy(), expected)
+    out = torch.full_like(ours, -1.0)
+    returned, _ = preprocessor(list(rgb_batch), layout="chw-rgb", out=out)
+    assert returned is out
+    np.testing.assert_array_equal(out.cpu().numpy(), theirs)
+    assert preprocessor._canvas.numel() == 0  # never needed: no float canvas, no padding
+
+
+def test_half_precision_at_the_network_size() -> None:
+    spec = SPECS["nanodet"]
+    frames = _at_network_size(_odd_frames(), spec)
+    full, _ = TorchPreprocessor(spec, torch.device("cpu"))(frames)
+    half, _ = TorchPreprocessor(spec, torch.device("cpu"), torch.float16)(frames)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half, full.half(), rtol=0, atol=0)
+
+
+def test_out_of_another_shape_or_type_is_refused() -> None:
+    spec = SPECS["yolox"]
+    frames = _odd_frames()
+    preprocessor = TorchPreprocessor(spec, torch.device("cpu"))
+    for out in (torch.empty((3, 3, 416, 416)), torch.empty((4, 3, 416, 416), dtype=torch.half)):
+        with pytest.raises(ValueError, match=r"out must be a torch.float32 tensor \[4, 3, 416"):
+            preprocessor(frames, out=out)
+    out = torch.empty((4, 3, 416, 416))
+    returned, _ = preprocessor(frames, out=out)  # the canvas path, into out as well
+    assert returned is out
+    np.testing.assert_array_equal(out.numpy(), preprocessor(frames)[0].numpy())
 
 
 @pytest.mark.parametrize(

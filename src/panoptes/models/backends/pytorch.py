@@ -309,6 +309,14 @@ class TorchBackend:
 
     # -- running ---------------------------------------------------------------------------------
 
+    def input_buffer(self, count: int) -> torch.Tensor | None:
+        """Where a batch of ``count`` images for :meth:`run_device` is best written: the CUDA
+        graph's own input (in ``input_dtype``), which then needs no copy; None without a graph
+        or for more than ``batch_size`` images."""
+        if self._static_input is None or not 0 < count <= self.batch_size:
+            return None
+        return self._static_input[:count]
+
     def run_device(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run an NCHW ``batch`` of at most ``batch_size`` images (moved to the device and
         precision if need be): each output by name, batch first, on the device.
@@ -321,7 +329,9 @@ class TorchBackend:
         batch = batch.to(self.device, self.input_dtype, non_blocking=True)
         with torch.no_grad():
             if self._graph is not None and self._static_input is not None:
-                self._static_input[:count].copy_(batch)
+                target = self._static_input[:count]
+                if batch.data_ptr() != target.data_ptr() or batch.stride() != target.stride():
+                    target.copy_(batch)  # else written there already (input_buffer)
                 self._graph.replay()
                 values = self._static_outputs
             else:

@@ -85,7 +85,9 @@ class DevicePipeline:
         from its pixels to the network's, and the raw outputs on the host (batch first) when
         ``keep_tensors``.
         """
-        batch, letterboxes = self.preprocessor(images, layout=layout)
+        # Straight into the model's input where it has one of its own (a CUDA graph's).
+        target = self.backend.input_buffer(len(images))
+        batch, letterboxes = self.preprocessor(images, layout=layout, out=target)
         outputs = self.backend.run_device(batch)
         on_host = host_outputs(outputs) if keep_tensors or self.decoder is None else None
         if self.decoder is not None:

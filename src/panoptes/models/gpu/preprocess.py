@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from panoptes.core.geometry import Letterbox
+from panoptes.media.gpu_image import stack_images
 from panoptes.models.preprocess import PreprocessSpec
 
 __all__ = ["ImageLayout", "TorchPreprocessor", "as_image_tensors", "resize_like_opencv"]
@@ -134,31 +135,52 @@ class TorchPreprocessor:
         self._scale = (1.0 / std).reshape(1, 3, 1, 1).to(device)
         self._offset = (-mean / std).reshape(1, 3, 1, 1).to(device)
         self._identity = bool(torch.all(std == 1.0) and torch.all(mean == 0.0))
+        self._scale_values = [float(value) for value in (1.0 / std).tolist()]
+        self._offset_values = [float(value) for value in (-mean / std).tolist()]
         width, height = spec.input_size_wh
         self._canvas = torch.empty((0, 3, height, width), dtype=torch.float32, device=device)
         self._out = torch.empty((0, 3, height, width), dtype=dtype, device=device)
 
     def __call__(
-        self, images: Images, *, layout: ImageLayout = "hwc-bgr"
+        self, images: Images, *, layout: ImageLayout = "hwc-bgr", out: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[Letterbox]]:
         """Pre-process ``images`` (see :func:`as_image_tensors`) into an NCHW batch.
 
-        Returns the batch [N, 3, H, W] in ``dtype`` on the device and, per image, the
-        :class:`Letterbox` that maps its pixels to network-input pixels.
+        Returns the batch [N, 3, H, W] in ``dtype`` on the device (``out`` when given: the
+        model's own input buffer, which saves a copy) and, per image, the :class:`Letterbox`
+        that maps its pixels to network-input pixels.
         """
         spec = self.spec
         width, height = spec.input_size_wh
         tensors = as_image_tensors(images, layout, self.device)
         count = len(tensors)
+        shape = (count, 3, height, width)
+        if out is None:
+            if self._out.shape[0] < count:
+                self._out = torch.empty(shape, dtype=self.dtype, device=self.device)
+            out = self._out[:count]
+        elif tuple(out.shape) != shape or out.dtype != self.dtype or not self._on_device(out):
+            raise ValueError(
+                f"out must be a {self.dtype} tensor {list(shape)} on {self.device}, got "
+                f"{out.dtype} {list(out.shape)} on {out.device}"
+            )
+        source_order = "bgr" if layout == "hwc-bgr" else "rgb"
+        flip = source_order != spec.color_order
+        identity = Letterbox()
+        if count and all(
+            spec.letterbox_for((tensor.shape[2], tensor.shape[1])) == identity for tensor in tensors
+        ):
+            # Frames at the network's size already (the GPU mux's): one pass each channel,
+            # straight from the frames into ``out``.
+            self._normalise(stack_images(tensors), flip, out)
+            return out, [identity] * count
+
         if self._canvas.shape[0] < count:
-            self._canvas = torch.empty((count, 3, height, width), device=self.device)
-            self._out = torch.empty((count, 3, height, width), dtype=self.dtype, device=self.device)
+            self._canvas = torch.empty(shape, device=self.device)
         canvas = self._canvas[:count]
         # The CPU path fills a uint8 canvas, so its padding is a whole grey level too.
         canvas.fill_(float(int(spec.pad_value)))
 
-        source_order = "bgr" if layout == "hwc-bgr" else "rgb"
-        flip = source_order != spec.color_order
         by_size: defaultdict[tuple[int, int], list[int]] = defaultdict(list)
         for index, tensor in enumerate(tensors):
             by_size[(tensor.shape[2], tensor.shape[1])].append(index)
@@ -187,6 +209,30 @@ class TorchPreprocessor:
 
         if not self._identity:
             canvas.mul_(self._scale).add_(self._offset)
-        out = self._out[:count]
         out.copy_(canvas)
         return out, letterboxes
+
+    def _on_device(self, tensor: torch.Tensor) -> bool:
+        """Whether ``tensor`` is on this preprocessor's device (``cuda`` is the current GPU)."""
+        device = self.device
+        index = device.index
+        if device.type == "cuda" and index is None:
+            index = torch.cuda.current_device()
+        return tensor.device.type == device.type and (
+            device.type != "cuda" or tensor.device.index == index
+        )
+
+    def _normalise(self, images: torch.Tensor, flip: bool, out: torch.Tensor) -> None:
+        """``out`` = the uint8 ``images`` [N, 3, H, W] as floats, channels reversed when
+        ``flip``, normalised: as the canvas path computes it (float32, scaled, then offset)."""
+        for channel in range(3):
+            source = images[:, 2 - channel if flip else channel]
+            target = out[:, channel]
+            if self._identity:
+                target.copy_(source)
+            elif out.dtype == torch.float32:
+                torch.mul(source, self._scale_values[channel], out=target)
+                target.add_(self._offset_values[channel])
+            else:
+                scaled = source * self._scale_values[channel]
+                target.copy_(scaled.add_(self._offset_values[channel]))
