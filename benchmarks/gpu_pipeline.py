@@ -43,6 +43,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -294,6 +295,8 @@ def end_to_end(
         busy_before = {stats.name: stats.busy_s for stats in pipeline.element_stats()}
         mux_before = pipeline.mux_busy_s
         sampler.start()
+        name = f"{clip.stem}_{streams}" + ("_process0" if args.worker_clip else "")
+        profiles = start_profiles(args, name) if args.profile_s > 0 else []
         began = time.monotonic()
         time.sleep(args.measure_s)
         frames = counted[0] - start_frames
@@ -307,7 +310,7 @@ def end_to_end(
         busy["mux"] = round((pipeline.mux_busy_s - mux_before) / elapsed, 3)
         usage = sampler.stop()
         found = objects[0] - start_objects
-        profiles = profile(args, f"{clip.stem}_{streams}") if args.profile_s > 0 else []
+        written = finish_profiles(profiles, args)
     return {
         "fps": frames / elapsed,
         "frames": frames,
@@ -318,28 +321,56 @@ def end_to_end(
         "stages": [stats.name for stats in pipeline.element_stats()],
         "busy_share": busy,
         **usage,
-        **({"profiles": profiles} if profiles else {}),
+        **({"profiles": written} if written else {}),
     }
 
 
-def profile(args: argparse.Namespace, name: str) -> list[str]:
-    """py-spy's samples of this process for ``--profile-s`` seconds, as collapsed stacks: of
-    every thread at work, then of the thread holding the GIL alone (the files' names)."""
-    written = []
-    for kind, extra in (("threads", ["--threads"]), ("gil", ["--threads", "--gil"])):
+PROFILES = {
+    "threads": ["--threads", "--nonblocking"],
+    "gil": ["--threads", "--gil", "--nonblocking"],
+    # py-spy unwinds native frames only with the process stopped at each sample, which slows
+    # the profiled process: fewer samples.
+    "gil_native": ["--threads", "--gil", "--native", "--rate", "50"],
+}
+"""py-spy's recordings of the pipeline process: every thread at work; the thread holding the
+GIL alone; the same with native frames (which C++ calls hold the GIL)."""
+
+
+def py_spy() -> str | None:
+    """py-spy's executable: on PATH, or beside this Python's."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def start_profiles(
+    args: argparse.Namespace, name: str
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy recording this process for ``--profile-s`` seconds (at most the measuring window),
+    once for each of :data:`PROFILES`, all at once; collapsed stacks beside ``--out``."""
+    spy = py_spy()
+    assert spy is not None  # main checked
+    duration = max(1, int(min(args.profile_s, args.measure_s)))
+    started = []
+    for kind, extra in PROFILES.items():
         path = args.out.parent / f"profile_{name}_{kind}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-            "record",
-            "--pid",
-            str(os.getpid()),
-            "--nonblocking",
-            "--rate",
-            "200",
-        ]
-        command += ["--duration", str(args.profile_s), "--format", "raw", "-o", str(path), *extra]
-        subprocess.run(command, capture_output=True, check=False, timeout=args.profile_s + 60)
+        command = [spy, "record", "--pid", str(os.getpid()), "--rate", "100"]
+        command += ["--duration", str(duration), "--format", "raw", "-o", str(path), *extra]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append((process, path))
+    return started
+
+
+def finish_profiles(
+    started: list[tuple[subprocess.Popen[bytes], Path]], args: argparse.Namespace
+) -> list[str]:
+    """The names of the recordings :func:`start_profiles` wrote, once py-spy has finished."""
+    written = []
+    for process, path in started:
+        try:
+            process.wait(args.profile_s + 60)
+        except subprocess.TimeoutExpired:
+            process.kill()
         if path.exists():
             written.append(path.name)
     return written
@@ -378,16 +409,20 @@ def run_processes(
             if args.switch_interval_ms is None
             else ["--switch-interval-ms", str(args.switch_interval_ms)]
         ),
+        "--out",
+        str(args.out),
         *extra,
     ]
+    # py-spy records the first pipeline process alone, while all of them run.
+    profiled = ["--profile-s", str(args.profile_s)] if args.profile_s > 0 and not extra else []
     workers = [
         subprocess.Popen(
-            [*common, "--streams", str(share)],
+            [*common, "--streams", str(share), *(profiled if index == 0 else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for share in shares
+        for index, share in enumerate(shares)
     ]
     try:
         for worker in workers:
@@ -403,6 +438,11 @@ def run_processes(
         for worker in workers:
             assert worker.stdout is not None
             results.append(json.loads(worker.stdout.readline()))
+    except BaseException:
+        # A failed or stopped run leaves no process behind to hold the GPU for the next one.
+        for worker in workers:
+            worker.kill()
+        raise
     finally:
         for worker in workers:
             try:
@@ -447,6 +487,7 @@ def end_to_end_processes(clip: Path, streams: int, args: argparse.Namespace) -> 
         "machine_cpu_percent_mean": results[0]["machine_cpu_percent_mean"],
         "process_cpu_cores": round(sum(result["process_cpu_cores"] for result in results), 2),
         "cpu_count": os.cpu_count(),
+        **({"profiles": results[0]["profiles"]} if "profiles" in results[0] else {}),
     }
 
 
@@ -616,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-s",
         type=float,
         default=0.0,
-        help="record the pipeline process with py-spy for this long (needs py-spy)",
+        help="record the pipeline process (with --processes, the first) with py-spy for this "
+        "long within the measuring window, which it slows (needs py-spy)",
     )
     parser.add_argument(
         "--mps",
@@ -638,6 +680,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.cuda_wait:
         os.environ["PANOPTES_CUDA_WAIT"] = args.cuda_wait  # for the processes it starts too
+    # Stopped (a time limit's SIGTERM), the run unwinds: its pipeline processes, and with --mps
+    # the daemon, go with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.profile_s > 0 and py_spy() is None:
+        raise SystemExit("--profile-s: py-spy is not installed (pip install py-spy)")
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     # The shared models stand in for the zoo's downloads.

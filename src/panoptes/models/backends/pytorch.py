@@ -326,7 +326,8 @@ class TorchBackend:
         count = batch.shape[0]
         if not 0 < count <= self.batch_size:
             raise ValueError(f"batch of {count} images; this model runs 1 to {self.batch_size}")
-        batch = batch.to(self.device, self.input_dtype, non_blocking=True)
+        if batch.device != self.device or batch.dtype != self.input_dtype:
+            batch = batch.to(self.device, self.input_dtype, non_blocking=True)
         with torch.no_grad():
             if self._graph is not None and self._static_input is not None:
                 target = self._static_input[:count]
@@ -339,7 +340,10 @@ class TorchBackend:
                     padding = batch.new_zeros((self.batch_size - count, *batch.shape[1:]))
                     batch = torch.cat([batch, padding])
                 values = output_tuple(self._forward(batch))
-        return {name: value[:count] for name, value in zip(self._output_names, values, strict=True)}
+        return {
+            name: value if len(value) == count else value[:count]
+            for name, value in zip(self._output_names, values, strict=True)
+        }
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run an NCHW float ``batch`` of any length (in chunks of ``batch_size``): each output

@@ -95,6 +95,16 @@ def resize_like_opencv(images: torch.Tensor, size_wh: tuple[int, int]) -> torch.
     return (mixed + 2) >> 2
 
 
+def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``tensor`` is on ``device`` (``cuda`` without an index: the current GPU)."""
+    index = device.index
+    if device.type == "cuda" and index is None:
+        index = torch.cuda.current_device()
+    return tensor.device.type == device.type and (
+        device.type != "cuda" or tensor.device.index == index
+    )
+
+
 def as_image_tensors(
     images: Images, layout: ImageLayout, device: torch.device
 ) -> list[torch.Tensor]:
@@ -111,7 +121,10 @@ def as_image_tensors(
                 f"image {index}: expected a uint8 {expected} image ({layout}), got shape "
                 f"{tuple(tensor.shape)} dtype {tensor.dtype}"
             )
-        tensor = tensor.to(device, non_blocking=True)
+        if not on_device(tensor, device):
+            # Only then: even a no-op .to() hands the interpreter lock over twice, and the
+            # inference thread waits for it each time behind the sources' threads.
+            tensor = tensor.to(device, non_blocking=True)
         result.append(tensor.permute(2, 0, 1) if layout == "hwc-bgr" else tensor)
     return result
 
@@ -135,8 +148,6 @@ class TorchPreprocessor:
         self._scale = (1.0 / std).reshape(1, 3, 1, 1).to(device)
         self._offset = (-mean / std).reshape(1, 3, 1, 1).to(device)
         self._identity = bool(torch.all(std == 1.0) and torch.all(mean == 0.0))
-        self._scale_values = [float(value) for value in (1.0 / std).tolist()]
-        self._offset_values = [float(value) for value in (-mean / std).tolist()]
         width, height = spec.input_size_wh
         self._canvas = torch.empty((0, 3, height, width), dtype=torch.float32, device=device)
         self._out = torch.empty((0, 3, height, width), dtype=dtype, device=device)
@@ -159,7 +170,9 @@ class TorchPreprocessor:
             if self._out.shape[0] < count:
                 self._out = torch.empty(shape, dtype=self.dtype, device=self.device)
             out = self._out[:count]
-        elif tuple(out.shape) != shape or out.dtype != self.dtype or not self._on_device(out):
+        elif (
+            tuple(out.shape) != shape or out.dtype != self.dtype or not on_device(out, self.device)
+        ):
             raise ValueError(
                 f"out must be a {self.dtype} tensor {list(shape)} on {self.device}, got "
                 f"{out.dtype} {list(out.shape)} on {out.device}"
@@ -212,27 +225,17 @@ class TorchPreprocessor:
         out.copy_(canvas)
         return out, letterboxes
 
-    def _on_device(self, tensor: torch.Tensor) -> bool:
-        """Whether ``tensor`` is on this preprocessor's device (``cuda`` is the current GPU)."""
-        device = self.device
-        index = device.index
-        if device.type == "cuda" and index is None:
-            index = torch.cuda.current_device()
-        return tensor.device.type == device.type and (
-            device.type != "cuda" or tensor.device.index == index
-        )
-
     def _normalise(self, images: torch.Tensor, flip: bool, out: torch.Tensor) -> None:
         """``out`` = the uint8 ``images`` [N, 3, H, W] as floats, channels reversed when
-        ``flip``, normalised: as the canvas path computes it (float32, scaled, then offset)."""
-        for channel in range(3):
-            source = images[:, 2 - channel if flip else channel]
-            target = out[:, channel]
-            if self._identity:
-                target.copy_(source)
-            elif out.dtype == torch.float32:
-                torch.mul(source, self._scale_values[channel], out=target)
-                target.add_(self._offset_values[channel])
-            else:
-                scaled = source * self._scale_values[channel]
-                target.copy_(scaled.add_(self._offset_values[channel]))
+        ``flip``, normalised: as the canvas path computes it (float32, scaled, then offset).
+
+        Each step is one operation over the whole batch: each operation's call releases and
+        retakes the interpreter lock, which a busy process's inference thread waits for."""
+        source = images.flip(1) if flip else images
+        if self._identity:
+            out.copy_(source)
+        elif out.dtype == torch.float32:
+            torch.mul(source, self._scale, out=out)
+            out.add_(self._offset)
+        else:
+            out.copy_(torch.mul(source, self._scale).add_(self._offset))
