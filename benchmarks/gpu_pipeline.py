@@ -328,12 +328,10 @@ def end_to_end(
 PROFILES = {
     "threads": ["--threads", "--nonblocking"],
     "gil": ["--threads", "--gil", "--nonblocking"],
-    # py-spy unwinds native frames only with the process stopped at each sample, which slows
-    # the profiled process: fewer samples.
-    "gil_native": ["--threads", "--gil", "--native", "--rate", "50"],
 }
 """py-spy's recordings of the pipeline process: every thread at work; the thread holding the
-GIL alone; the same with native frames (which C++ calls hold the GIL)."""
+GIL alone. (Native frames need py-spy to stop the process, which it cannot do from a child of
+it: run ``py-spy record --native --idle --threads --pid PID`` on a worker from outside.)"""
 
 
 def py_spy() -> str | None:
