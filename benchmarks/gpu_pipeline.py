@@ -533,6 +533,14 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
             row["error"] = f"{type(error).__name__}: {error}"
             break
         round_["e2e"] = e2e
+        round_["summary"] = {
+            "e2e_fps": round(e2e["fps"], 1),
+            "gpu_util_percent_mean": e2e["gpu_util_percent_mean"],
+            "process_cpu_cores": e2e["process_cpu_cores"],
+        }
+        if "ceiling_fps" in round_:
+            round_["summary"]["ceiling_fps"] = round(round_["ceiling_fps"], 1)
+            round_["summary"]["ratio"] = round(e2e["fps"] / round_["ceiling_fps"], 3)
         rounds.append(round_)
     if not rounds:
         return row
@@ -550,22 +558,7 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
             r["e2e"]["fps"] / r["ceiling_fps"] for r in rounds
         )
     if len(rounds) > 1:
-        row["rounds"] = [
-            {
-                "e2e_fps": round(r["e2e"]["fps"], 1),
-                **(
-                    {
-                        "ceiling_fps": round(r["ceiling_fps"], 1),
-                        "ratio": round(r["e2e"]["fps"] / r["ceiling_fps"], 3),
-                    }
-                    if "ceiling_fps" in r
-                    else {}
-                ),
-                "gpu_util_percent_mean": r["e2e"]["gpu_util_percent_mean"],
-                "process_cpu_cores": r["e2e"]["process_cpu_cores"],
-            }
-            for r in rounds
-        ]
+        row["rounds"] = [r["summary"] for r in rounds]
     row["streams_real_time"] = row["e2e_fps"] / CLIP_FPS
     row["reader_streams_real_time"] = row["reader_fps"] / CLIP_FPS
     return row

@@ -183,7 +183,7 @@ class TorchPreprocessor:
         if count and all(
             spec.letterbox_for((tensor.shape[2], tensor.shape[1])) == identity for tensor in tensors
         ):
-            # Frames at the network's size already (the GPU mux's): one pass each channel,
+            # Frames at the network's size already (the GPU mux's): no canvas, normalised
             # straight from the frames into ``out``.
             self._normalise(stack_images(tensors), flip, out)
             return out, [identity] * count
