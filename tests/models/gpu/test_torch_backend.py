@@ -87,6 +87,15 @@ def _box(detections: Detections, index: int) -> str:
     )
 
 
+def assert_identical(ours: list[Detections], theirs: list[Detections]) -> None:
+    """The same boxes, scores and classes, in the same order, image by image."""
+    assert len(ours) == len(theirs)
+    for mine, reference in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(mine.xyxy, reference.xyxy)
+        np.testing.assert_array_equal(mine.confidence, reference.confidence)
+        np.testing.assert_array_equal(mine.class_id, reference.class_id)
+
+
 def test_torch_matches_onnxruntime_on_the_shared_clips(
     torch_yolox: Detector,
     all_frames: list[np.ndarray],
@@ -112,6 +121,18 @@ def test_batches_smaller_than_the_fixed_batch_are_padded(
         assert match_detections(
             result.detections, onnxruntime_results["yolox_nano"][index], threshold=THRESHOLD
         ).ok
+
+
+def test_a_batch_beyond_the_fixed_selection_is_still_selected_exactly(
+    torch_yolox: Detector, all_frames: list[np.ndarray]
+) -> None:
+    """Fewer slots than candidates: that batch is selected call by call, and the slots grow."""
+    before = [result.detections for result in torch_yolox.detect(all_frames)]
+    selection = torch_yolox._device_path._selection
+    selection.capacity = 2
+    after = [result.detections for result in torch_yolox.detect(all_frames)]
+    assert_identical(after, before)
+    assert selection.capacity > 2
 
 
 def test_raw_tensors_for_probes(torch_yolox: Detector, all_frames: list[np.ndarray]) -> None:
@@ -239,6 +260,30 @@ def test_gpu_matches_onnxruntime_on_the_shared_clips(
     )
     assert report.ok, report
     assert match_many(again, ours, max_score_difference=1e-6).ok
+
+
+@pytest.mark.gpu
+def test_gpu_decoding_and_nms_replay_from_a_graph(
+    shared_models: Path, all_frames: list[np.ndarray], torch_cache: Path
+) -> None:
+    """The head is captured beside the model; a batch it cannot hold is selected call by call
+    and the graph is captured again, larger, for the next."""
+    device_or_skip("cuda")
+    options = {"device": "cuda", "precision": "fp16", "batch_size": 4, "cache_dir": torch_cache}
+    with Detector(
+        shared_models / "yolox_nano.onnx", backend="torch", backend_options=options
+    ) as detector:
+        pipeline = detector._device_path
+        assert pipeline._head_graph is not None
+        replayed = [result.detections for result in detector.detect(all_frames)]
+        pipeline._selection.capacity = 2
+        pipeline._capture_head()
+        grown = [result.detections for result in detector.detect(all_frames)]
+        assert pipeline._head_graph is not None and pipeline._selection.capacity > 2
+        again = [result.detections for result in detector.detect(all_frames)]
+    assert sum(map(len, replayed)) > 0
+    assert_identical(grown, replayed)
+    assert_identical(again, replayed)
 
 
 @pytest.mark.gpu

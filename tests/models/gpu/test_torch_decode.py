@@ -18,7 +18,7 @@ from torch_gpu_helpers import DEVICES, device_or_skip
 
 from panoptes.models.detector import Detector
 from panoptes.models.gpu.decode import DEVICE_DECODERS
-from panoptes.models.gpu.nms import select_detections
+from panoptes.models.gpu.nms import FixedSelection, select_detections
 from panoptes.models.parsers import Candidates
 from panoptes.models.postprocess import filter_candidates
 
@@ -77,11 +77,19 @@ def _numpy_path(raw: RawOutputs, options: Mapping[str, Any]) -> list[Candidates]
 
 
 def _torch_path(
-    raw: RawOutputs, options: Mapping[str, Any], device: torch.device
+    raw: RawOutputs, options: Mapping[str, Any], device: torch.device, selection: str = "eager"
 ) -> list[Candidates]:
+    """The torch decoder, then :func:`select_detections` (``eager``) or
+    :class:`FixedSelection` (``fixed``; None where its shapes were too small)."""
     outputs = {name: torch.from_numpy(array).to(device) for name, array in raw.outputs.items()}
     decoder = DEVICE_DECODERS[raw.detector.parser_name]
-    return select_detections(decoder(outputs, raw.detector._context), **options)
+    dense = decoder(outputs, raw.detector._context)
+    if selection == "eager":
+        return select_detections(dense, **options)
+    fixed = FixedSelection(**options)
+    kept = fixed.unpack(fixed(dense).cpu().numpy(), len(dense.confidence))
+    assert kept is not None, fixed  # the default shapes hold these clips' candidates
+    return kept
 
 
 def assert_same_candidates(ours: list[Candidates], theirs: list[Candidates]) -> None:
@@ -98,13 +106,14 @@ def assert_same_candidates(ours: list[Candidates], theirs: list[Candidates]) -> 
 
 
 @pytest.mark.parametrize("device_name", DEVICES)
+@pytest.mark.parametrize("selection", ["eager", "fixed"])
 @pytest.mark.parametrize("option_name", sorted(OPTIONS))
 def test_same_detections_as_the_numpy_parsers(
-    raw: RawOutputs, option_name: str, device_name: str
+    raw: RawOutputs, option_name: str, selection: str, device_name: str
 ) -> None:
     options = {**DEFAULTS, **OPTIONS[option_name]}
     theirs = _numpy_path(raw, options)
-    ours = _torch_path(raw, options, device_or_skip(device_name))
+    ours = _torch_path(raw, options, device_or_skip(device_name), selection)
     assert sum(map(len, theirs)) > 0
     assert_same_candidates(ours, theirs)
 

@@ -8,7 +8,15 @@ import torch
 from torch_gpu_helpers import DEVICES, device_or_skip
 
 from panoptes.models.gpu import nms
-from panoptes.models.gpu.nms import batched_nms, box_iou, nms_torch, torchvision_nms
+from panoptes.models.gpu.decode import DenseCandidates
+from panoptes.models.gpu.nms import (
+    FixedSelection,
+    batched_nms,
+    box_iou,
+    nms_torch,
+    select_detections,
+    torchvision_nms,
+)
 from panoptes.models.parsers import Candidates
 from panoptes.models.postprocess import filter_candidates
 
@@ -118,3 +126,85 @@ def test_cpu_path_topk_comes_after_suppression() -> None:
     )
     kept = filter_candidates(candidates, threshold=0.1, class_thresholds={}, nms_iou=0.45, topk=3)
     assert kept.confidence.tolist() == pytest.approx([0.9, 0.7, 0.6])
+
+
+def _dense(images: list[Candidates], device: torch.device, classes: int = 3) -> DenseCandidates:
+    """Images of as many candidates each, stacked as a device decoder gives them."""
+    return DenseCandidates(
+        torch.from_numpy(np.stack([image.xyxy for image in images])).to(device),
+        torch.from_numpy(np.stack([image.confidence for image in images])).to(device),
+        torch.from_numpy(np.stack([image.class_id for image in images]).astype(np.int64)).to(
+            device
+        ),
+        classes,
+    )
+
+
+def _fixed(selection: FixedSelection, dense: DenseCandidates) -> list[Candidates] | None:
+    return selection.unpack(selection(dense).cpu().numpy(), len(dense.confidence))
+
+
+def _assert_same(ours: list[Candidates], theirs: list[Candidates]) -> None:
+    assert len(ours) == len(theirs)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.class_id.tolist() == reference.class_id.tolist()
+        assert mine.confidence.tolist() == reference.confidence.tolist()
+        assert mine.xyxy.tolist() == reference.xyxy.tolist()
+
+
+@pytest.mark.parametrize("device_name", DEVICES)
+@pytest.mark.parametrize("agnostic", [False, True], ids=["per-class", "agnostic"])
+def test_fixed_selection_grows_to_the_candidates_it_is_given(
+    agnostic: bool, device_name: str
+) -> None:
+    """Too small a capacity gives no result, only a larger capacity (these crowds' chains of
+    suppression may also want more rounds); then the result is select_detections'."""
+    device = device_or_skip(device_name)
+    dense = _dense([_crowd(seed) for seed in range(4)], device)
+    options = {
+        "threshold": 0.3,
+        "class_thresholds": {1: 0.6},
+        "nms_iou": 0.45,
+        "topk": 20,
+        "class_agnostic": agnostic,
+    }
+    selection = FixedSelection(**options, capacity=16)
+    assert _fixed(selection, dense) is None
+    passing = dense.confidence >= torch.where(dense.class_id == 1, 0.6, 0.3)
+    needed = int(passing.sum(dim=1).max())
+    assert needed <= selection.capacity < 2 * needed
+    while (ours := _fixed(selection, dense)) is None:
+        assert selection.rounds <= 64
+    assert selection.capacity < 2 * needed
+    _assert_same(ours, select_detections(dense, **options))
+    assert max(map(len, ours)) == 20  # topk cut some
+
+
+@pytest.mark.parametrize("device_name", DEVICES)
+def test_fixed_selection_wants_more_rounds_for_a_long_chain(device_name: str) -> None:
+    """Twelve boxes in a row, each overlapping the next: greedy NMS keeps every other one, and
+    the fixed-point rule needs a round per link to see it."""
+    device = device_or_skip(device_name)
+    xyxy = np.array([[4.0 * i, 0, 4.0 * i + 10, 10] for i in range(12)], np.float32)
+    chain = Candidates(xyxy, np.linspace(0.9, 0.5, 12, dtype=np.float32), np.zeros(12, np.int32))
+    dense = _dense([chain, _crowd(0, count=12)], device)
+    options = {
+        "threshold": 0.1,
+        "class_thresholds": {},
+        "nms_iou": 0.3,
+        "topk": 300,
+        "class_agnostic": False,
+    }
+    selection = FixedSelection(**options, rounds=2)
+    while (ours := _fixed(selection, dense)) is None:
+        assert selection.rounds <= 16
+    assert selection.rounds > 2
+    _assert_same(ours, select_detections(dense, **options))
+    assert ours[0].confidence.tolist() == pytest.approx(chain.confidence[::2].tolist())
+
+
+def test_fixed_selection_keeps_nothing_from_nothing() -> None:
+    dense = _dense([_crowd(0, count=30)], torch.device("cpu"))
+    options = {"class_thresholds": {}, "nms_iou": 0.45, "topk": 5}
+    ours = _fixed(FixedSelection(threshold=1.0, **options), dense)
+    assert ours is not None and len(ours[0]) == 0 and ours[0].xyxy.shape == (0, 4)

@@ -317,6 +317,13 @@ class TorchBackend:
             return None
         return self._static_input[:count]
 
+    def graph_outputs(self) -> dict[str, torch.Tensor] | None:
+        """The CUDA graph's output buffers by name, whole batch (None without a graph): what
+        every :meth:`run_device` writes, so that a second graph can read them."""
+        if self._graph is None:
+            return None
+        return dict(zip(self._output_names, self._static_outputs, strict=True))
+
     def run_device(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run an NCHW ``batch`` of at most ``batch_size`` images (moved to the device and
         precision if need be): each output by name, batch first, on the device.

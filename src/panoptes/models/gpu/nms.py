@@ -7,6 +7,9 @@ different images never suppress each other because each (image, class) pair is i
 
 NMS is torchvision's when torchvision loads, else :func:`nms_torch`, written here because
 torch itself has no NMS.
+
+:class:`FixedSelection` is the same selection in shapes fixed in advance, so that a CUDA graph can
+hold it with the model: no call waits for the device until the kept boxes are copied out.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,7 +25,14 @@ import torch
 from panoptes.models.gpu.decode import DenseCandidates
 from panoptes.models.parsers import Candidates
 
-__all__ = ["batched_nms", "box_iou", "nms_torch", "select_detections", "torchvision_nms"]
+__all__ = [
+    "FixedSelection",
+    "batched_nms",
+    "box_iou",
+    "nms_torch",
+    "select_detections",
+    "torchvision_nms",
+]
 
 #: Above this many boxes, :func:`nms_torch` works group by group (its IoU matrix is N²).
 MATRIX_LIMIT = 4096
@@ -41,12 +52,12 @@ def torchvision_nms() -> NmsFunction | None:
 
 
 def box_iou(xyxy: torch.Tensor) -> torch.Tensor:
-    """IoU of every pair of ``xyxy`` boxes [N, 4]: [N, N] (NaN for two empty boxes)."""
-    area = (xyxy[:, 2] - xyxy[:, 0]).clamp(min=0) * (xyxy[:, 3] - xyxy[:, 1]).clamp(min=0)
-    top_left = torch.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    bottom_right = torch.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    return intersection / (area[:, None] + area[None, :] - intersection)
+    """IoU of every pair of ``xyxy`` boxes [..., N, 4]: [..., N, N] (NaN for two empty boxes)."""
+    area = (xyxy[..., 2] - xyxy[..., 0]).clamp(min=0) * (xyxy[..., 3] - xyxy[..., 1]).clamp(min=0)
+    top_left = torch.maximum(xyxy[..., :, None, :2], xyxy[..., None, :, :2])
+    bottom_right = torch.minimum(xyxy[..., :, None, 2:], xyxy[..., None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    return intersection / (area[..., :, None] + area[..., None, :] - intersection)
 
 
 def _greedy_keep(
@@ -170,3 +181,121 @@ def select_detections(
             )
         )
     return results
+
+
+#: The header row of :class:`FixedSelection`'s result: kept boxes, candidates above their
+#: threshold, whether the suppression settled (1.0 or 0.0).
+_KEPT, _PASSING, _SETTLED = 0, 1, 2
+
+
+@dataclass
+class FixedSelection:
+    """:func:`select_detections` in shapes fixed in advance, for a CUDA graph.
+
+    Calling it on :class:`DenseCandidates` launches work on the device and never waits for it
+    (no ``nonzero``, no ``.item()``): the ``capacity`` best candidates above their threshold
+    of each image, class-aware greedy NMS among them as ``rounds`` steps of the fixed-point
+    rule of :func:`_greedy_keep`, and the first ``topk`` survivors, all packed into one float32
+    tensor [B, 1 + min(topk, capacity), 6 + 3·keypoints]: a header row per image (kept,
+    candidates, settled), then x1, y1, x2, y2, score, class (and keypoints) per kept box, best
+    first.
+
+    :meth:`unpack` turns that tensor, on the host, into the same candidates as
+    :func:`select_detections` gives, or returns None when an image had more candidates than
+    ``capacity`` or a chain of suppressions longer than ``rounds`` allow; it then raises
+    ``capacity`` or ``rounds`` to what that batch needed, and the caller selects that batch with
+    :func:`select_detections` and builds its fixed shapes again.
+    """
+
+    threshold: float
+    class_thresholds: Mapping[int, float]
+    nms_iou: float
+    topk: int
+    class_agnostic: bool = False
+    capacity: int = 256
+    rounds: int = 8
+    _used_capacity: int = field(default=0, init=False, repr=False)
+    _tables: dict[tuple[int, torch.device], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def _threshold_table(self, num_classes: int, device: torch.device) -> torch.Tensor:
+        """Each class's threshold [num_classes] on ``device``, made once (outside any graph:
+        making it copies from the host)."""
+        key = (num_classes, device)
+        table = self._tables.get(key)
+        if table is None:
+            values = np.full(max(1, num_classes), self.threshold, np.float32)
+            for class_number, class_threshold in self.class_thresholds.items():
+                if 0 <= class_number < len(values):
+                    values[class_number] = class_threshold
+            table = self._tables[key] = torch.from_numpy(values).to(device)
+        return table
+
+    def __call__(self, dense: DenseCandidates) -> torch.Tensor:
+        confidence, class_id = dense.confidence, dense.class_id
+        batch, rows = confidence.shape
+        capacity = self._used_capacity = max(1, min(self.capacity, rows))
+        passing = (
+            confidence >= self._threshold_table(dense.num_classes, confidence.device)[class_id]
+        )
+        # Best first; a stable sort puts equal scores in row order, as nms_torch does.
+        ordered = torch.sort(
+            confidence.masked_fill(~passing, -torch.inf), dim=1, descending=True, stable=True
+        )
+        scores, order = ordered.values[:, :capacity], ordered.indices[:, :capacity]
+        valid = scores > -torch.inf
+        xyxy = dense.xyxy.gather(1, order[..., None].expand(-1, -1, 4))
+        classes = class_id.gather(1, order)
+
+        # suppresses[b, i, j]: box i, better than j, overlaps it by more than the threshold.
+        suppresses = (box_iou(xyxy) > self.nms_iou).triu_(diagonal=1)
+        if not self.class_agnostic:
+            suppresses &= classes[:, :, None] == classes[:, None, :]
+        keep = previous = valid
+        for _ in range(max(2, self.rounds)):
+            previous, keep = keep, valid & ~(suppresses & keep[:, :, None]).any(dim=1)
+        settled = (keep == previous).all(dim=1)
+        final = keep & (keep.cumsum(dim=1) <= self.topk)
+
+        columns = [xyxy.float(), scores[..., None].float(), classes[..., None].float()]
+        if dense.keypoints is not None:
+            flat = dense.keypoints.flatten(2)
+            columns.append(flat.gather(1, order[..., None].expand(-1, -1, flat.shape[2])).float())
+        table = torch.cat(columns, dim=2)
+        # The kept rows first, in their order (a stable sort of "not kept").
+        first = torch.sort((~final).to(torch.uint8), dim=1, stable=True).indices
+        first = first[:, : min(self.topk, capacity)]
+        kept = table.gather(1, first[..., None].expand(-1, -1, table.shape[2]))
+        header = torch.zeros((batch, 1, table.shape[2]), device=table.device)
+        header[:, 0, _KEPT] = final.sum(dim=1)
+        header[:, 0, _PASSING] = passing.sum(dim=1)
+        header[:, 0, _SETTLED] = settled
+        return torch.cat([header, kept], dim=1)
+
+    def unpack(self, packed: np.ndarray, count: int) -> list[Candidates] | None:
+        """The candidates of the first ``count`` images of a result of :meth:`__call__` copied
+        to the host, or None when they are not exact (see the class); the shapes then grow."""
+        headers = packed[:count, 0]
+        needed = int(headers[:, _PASSING].max(initial=0))
+        if needed > self._used_capacity:
+            self.capacity = 1 << (needed - 1).bit_length()
+            return None
+        if not headers[:, _SETTLED].all():
+            self.rounds *= 2
+            return None
+        results = []
+        for image in range(count):
+            part = packed[image, 1 : 1 + int(headers[image, _KEPT])]
+            keypoints = None
+            if part.shape[1] > 6:
+                keypoints = np.ascontiguousarray(part[:, 6:].reshape(len(part), -1, 3))
+            results.append(
+                Candidates(
+                    np.ascontiguousarray(part[:, 0:4]),
+                    np.ascontiguousarray(part[:, 4]),
+                    part[:, 5].astype(np.int32),
+                    keypoints,
+                )
+            )
+        return results

@@ -1,9 +1,15 @@
 """A detector's four stages on the model's device: frames in, final boxes out.
 
 Pre-processing (:class:`TorchPreprocessor`), the model (the backend's ``run_device``), the head's
-decoder and :func:`select_detections` all run where the model runs; the host receives the kept
-boxes only. A head without a device decoder is decoded by its numpy parser on the host, after
-its outputs are copied there, which the pipeline says once, when it is built.
+decoder and the selection of the kept boxes all run where the model runs; the host receives the
+kept boxes only. A head without a device decoder is decoded by its numpy parser on the host,
+after its outputs are copied there, which the pipeline says once, when it is built.
+
+With the backend's CUDA graph, decoding and selection (:class:`FixedSelection`) are captured in
+a second graph that reads the first one's outputs: a batch is then two replays and one copy to
+the host. Each PyTorch call releases the interpreter lock and takes it back, and in a busy
+process the inference thread waits for it behind the other threads every time; the graph makes
+some seventy such calls one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from panoptes.core.errors import ModelError
 from panoptes.core.geometry import Letterbox
 from panoptes.models.detector import ModelWarning
 from panoptes.models.gpu.decode import DEVICE_DECODERS, DeviceDecoder
-from panoptes.models.gpu.nms import select_detections
+from panoptes.models.gpu.nms import FixedSelection, select_detections
 from panoptes.models.gpu.preprocess import ImageLayout, Images, TorchPreprocessor
 from panoptes.models.parsers import Candidates, Parser, ParserContext
 from panoptes.models.postprocess import filter_candidates
@@ -66,6 +72,16 @@ class DevicePipeline:
         self._parser = parser
         self._context = context
         self._filter_options = dict(filter_options)
+        self._selection = FixedSelection(**self._filter_options)
+        # The decoder and the selection captured in a CUDA graph, and the result it writes.
+        self._head_graph: torch.cuda.CUDAGraph | None = None
+        self._head_result: torch.Tensor | None = None
+        self._head_capturable = self.decoder is not None and backend.graph_outputs() is not None
+        # A stream of its own: its work does not queue on CUDA's default stream with the work of
+        # libraries that use that one.
+        self._stream: torch.cuda.Stream | None = None
+        if backend.device.type == "cuda":
+            self._stream = torch.cuda.Stream(backend.device)  # type: ignore[no-untyped-call]
         if self.decoder is None and parser_name != "none":
             warnings.warn(
                 f"model {backend.path}: parser {parser_name} has no decoder on the device: its "
@@ -74,6 +90,8 @@ class DevicePipeline:
                 ModelWarning,
                 stacklevel=4,
             )
+        if self._head_capturable:
+            self._capture_head()
 
     def __call__(
         self, images: Images, *, layout: ImageLayout = "hwc-bgr", keep_tensors: bool = False
@@ -85,13 +103,23 @@ class DevicePipeline:
         from its pixels to the network's, and the raw outputs on the host (batch first) when
         ``keep_tensors``.
         """
+        if self._stream is None:
+            return self._detect(images, layout, keep_tensors)
+        # After whatever the caller's stream was doing to the images.
+        self._stream.wait_stream(torch.cuda.current_stream(self.backend.device))
+        with torch.cuda.stream(self._stream):
+            return self._detect(images, layout, keep_tensors)
+
+    def _detect(
+        self, images: Images, layout: ImageLayout, keep_tensors: bool
+    ) -> tuple[list[Candidates], list[Letterbox], dict[str, np.ndarray] | None]:
         # Straight into the model's input where it has one of its own (a CUDA graph's).
         target = self.backend.input_buffer(len(images))
         batch, letterboxes = self.preprocessor(images, layout=layout, out=target)
         outputs = self.backend.run_device(batch)
         on_host = host_outputs(outputs) if keep_tensors or self.decoder is None else None
         if self.decoder is not None:
-            kept = select_detections(self.decoder(outputs, self._context), **self._filter_options)
+            kept = self._select(outputs, len(letterboxes))
         else:
             assert on_host is not None
             candidates = self._parser(on_host, self._context)
@@ -105,3 +133,50 @@ class DevicePipeline:
                 for index in range(len(letterboxes))
             ]
         return kept, letterboxes, on_host if keep_tensors else None
+
+    def _select(self, outputs: Mapping[str, torch.Tensor], count: int) -> list[Candidates]:
+        """The kept candidates of the ``count`` images whose ``outputs`` the backend just gave."""
+        assert self.decoder is not None
+        if self._head_capturable and self._head_graph is None:
+            self._capture_head()
+        if self._head_graph is not None and self._head_result is not None:
+            self._head_graph.replay()
+            packed = self._head_result
+        else:
+            packed = self._selection(self.decoder(outputs, self._context))
+        kept = self._selection.unpack(packed.cpu().numpy(), count)
+        if kept is None:
+            # More candidates, or longer chains of suppression, than the fixed shapes hold (they
+            # have grown to fit this batch, and are captured again on the next one).
+            self._head_graph = self._head_result = None
+            kept = select_detections(self.decoder(outputs, self._context), **self._filter_options)
+        return kept
+
+    def _capture_head(self) -> None:
+        """Capture the decoder and the selection, over the backend's graph outputs, in a CUDA
+        graph; on failure, warn and run them call by call."""
+        assert self.decoder is not None
+        outputs = self.backend.graph_outputs()
+        assert outputs is not None
+        device = self.backend.device
+        try:
+            side = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+            side.wait_stream(torch.cuda.current_stream(device))
+            # Warm-up outside the graph: the decoder's grid and the thresholds are made here.
+            with torch.cuda.stream(side):
+                self._selection(self.decoder(outputs, self._context))
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: other threads (decoders, the mux) keep using the GPU meanwhile.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                result = self._selection(self.decoder(outputs, self._context))
+        except Exception as error:
+            self._head_capturable = False
+            warnings.warn(
+                f"model {self.backend.path}: decoding and NMS could not be captured in a CUDA "
+                f"graph ({type(error).__name__}: {error}); they run call by call",
+                ModelWarning,
+                stacklevel=4,
+            )
+            return
+        self._head_graph, self._head_result = graph, result
