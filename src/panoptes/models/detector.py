@@ -363,6 +363,8 @@ class Detector:
 
     def close(self) -> None:
         """Release the model."""
+        if self._device_path is not None:
+            self._device_path.close()
         self._backend.close()
 
     def __enter__(self) -> Detector:

@@ -165,22 +165,25 @@ def select_detections(
         columns.append(keypoints[image[keep], row[keep]].flatten(1).float())
     host = torch.cat(columns, dim=1).cpu().numpy()
 
-    results = []
     bounds = np.searchsorted(host[:, 6], np.arange(batch + 1) - 0.5)
-    for start, end in itertools.pairwise(bounds.tolist()):
-        part = host[start:end]
-        kept_keypoints = None
-        if keypoints is not None:
-            kept_keypoints = np.ascontiguousarray(part[:, 7:].reshape(len(part), -1, 3))
-        results.append(
-            Candidates(
-                np.ascontiguousarray(part[:, 0:4]),
-                np.ascontiguousarray(part[:, 4]),
-                part[:, 5].astype(np.int32),
-                kept_keypoints,
-            )
-        )
-    return results
+    return [
+        _host_candidates(host[start:end], 7 if keypoints is not None else None)
+        for start, end in itertools.pairwise(bounds.tolist())
+    ]
+
+
+def _host_candidates(rows: np.ndarray, keypoints_from: int | None) -> Candidates:
+    """Candidates from host rows of x1, y1, x2, y2, score, class, ..., with keypoints (x, y,
+    visibility each) from column ``keypoints_from`` on, where there are any."""
+    keypoints = None
+    if keypoints_from is not None:
+        keypoints = np.ascontiguousarray(rows[:, keypoints_from:].reshape(len(rows), -1, 3))
+    return Candidates(
+        np.ascontiguousarray(rows[:, 0:4]),
+        np.ascontiguousarray(rows[:, 4]),
+        rows[:, 5].astype(np.int32),
+        keypoints,
+    )
 
 
 #: The header row of :class:`FixedSelection`'s result: kept boxes, candidates above their
@@ -284,18 +287,8 @@ class FixedSelection:
         if not headers[:, _SETTLED].all():
             self.rounds *= 2
             return None
-        results = []
-        for image in range(count):
-            part = packed[image, 1 : 1 + int(headers[image, _KEPT])]
-            keypoints = None
-            if part.shape[1] > 6:
-                keypoints = np.ascontiguousarray(part[:, 6:].reshape(len(part), -1, 3))
-            results.append(
-                Candidates(
-                    np.ascontiguousarray(part[:, 0:4]),
-                    np.ascontiguousarray(part[:, 4]),
-                    part[:, 5].astype(np.int32),
-                    keypoints,
-                )
-            )
-        return results
+        keypoints_from = 6 if packed.shape[2] > 6 else None
+        return [
+            _host_candidates(packed[image, 1 : 1 + int(headers[image, _KEPT])], keypoints_from)
+            for image in range(count)
+        ]

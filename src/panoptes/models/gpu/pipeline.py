@@ -134,6 +134,11 @@ class DevicePipeline:
             ]
         return kept, letterboxes, on_host if keep_tensors else None
 
+    def close(self) -> None:
+        """Drop the head's CUDA graph and buffers (the backend closes on its own)."""
+        self._head_capturable = False
+        self._head_graph = self._head_result = None
+
     def _select(self, outputs: Mapping[str, torch.Tensor], count: int) -> list[Candidates]:
         """The kept candidates of the ``count`` images whose ``outputs`` the backend just gave."""
         assert self.decoder is not None
