@@ -274,12 +274,12 @@ def test_gpu_decoding_and_nms_replay_from_a_graph(
         shared_models / "yolox_nano.onnx", backend="torch", backend_options=options
     ) as detector:
         pipeline = detector._device_path
-        assert pipeline._head_graph is not None
+        assert pipeline._head is not None
         replayed = [result.detections for result in detector.detect(all_frames)]
         pipeline._selection.capacity = 2
         pipeline._capture_head()
         grown = [result.detections for result in detector.detect(all_frames)]
-        assert pipeline._head_graph is not None and pipeline._selection.capacity > 2
+        assert pipeline._head is not None and pipeline._selection.capacity > 2
         again = [result.detections for result in detector.detect(all_frames)]
     assert sum(map(len, replayed)) > 0
     assert_identical(grown, replayed)

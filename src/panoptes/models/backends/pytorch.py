@@ -41,6 +41,7 @@ from panoptes.models.gpu.convert import (
     output_tuple,
     place_on_device,
 )
+from panoptes.models.gpu.preprocess import on_device
 from panoptes.models.image_input import check_image_input, image_input_size
 
 __all__ = ["ARTEFACT_FORMAT", "Precision", "TorchBackend", "device_label", "resolve_device"]
@@ -333,7 +334,7 @@ class TorchBackend:
         count = batch.shape[0]
         if not 0 < count <= self.batch_size:
             raise ValueError(f"batch of {count} images; this model runs 1 to {self.batch_size}")
-        if batch.device != self.device or batch.dtype != self.input_dtype:
+        if not on_device(batch, self.device) or batch.dtype != self.input_dtype:
             batch = batch.to(self.device, self.input_dtype, non_blocking=True)
         with torch.no_grad():
             if self._graph is not None and self._static_input is not None:

@@ -74,8 +74,7 @@ class DevicePipeline:
         self._filter_options = dict(filter_options)
         self._selection = FixedSelection(**self._filter_options)
         # The decoder and the selection captured in a CUDA graph, and the result it writes.
-        self._head_graph: torch.cuda.CUDAGraph | None = None
-        self._head_result: torch.Tensor | None = None
+        self._head: tuple[torch.cuda.CUDAGraph, torch.Tensor] | None = None
         self._head_capturable = self.decoder is not None and backend.graph_outputs() is not None
         # A stream of its own: its work does not queue on CUDA's default stream with the work of
         # libraries that use that one.
@@ -137,24 +136,28 @@ class DevicePipeline:
     def close(self) -> None:
         """Drop the head's CUDA graph and buffers (the backend closes on its own)."""
         self._head_capturable = False
-        self._head_graph = self._head_result = None
+        self._head = None
 
     def _select(self, outputs: Mapping[str, torch.Tensor], count: int) -> list[Candidates]:
         """The kept candidates of the ``count`` images whose ``outputs`` the backend just gave."""
         assert self.decoder is not None
-        if self._head_capturable and self._head_graph is None:
+        if self._head_capturable and self._head is None:
             self._capture_head()
-        if self._head_graph is not None and self._head_result is not None:
-            self._head_graph.replay()
-            packed = self._head_result
+        dense = None
+        if self._head is not None:
+            graph, packed = self._head
+            graph.replay()
         else:
-            packed = self._selection(self.decoder(outputs, self._context))
+            dense = self.decoder(outputs, self._context)
+            packed = self._selection(dense)
         kept = self._selection.unpack(packed.cpu().numpy(), count)
         if kept is None:
             # More candidates, or longer chains of suppression, than the fixed shapes hold (they
             # have grown to fit this batch, and are captured again on the next one).
-            self._head_graph = self._head_result = None
-            kept = select_detections(self.decoder(outputs, self._context), **self._filter_options)
+            self._head = None
+            if dense is None:
+                dense = self.decoder(outputs, self._context)
+            kept = select_detections(dense, **self._filter_options)
         return kept
 
     def _capture_head(self) -> None:
@@ -184,4 +187,4 @@ class DevicePipeline:
                 stacklevel=4,
             )
             return
-        self._head_graph, self._head_result = graph, result
+        self._head = graph, result
