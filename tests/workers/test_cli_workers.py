@@ -361,12 +361,21 @@ def test_ctrl_c_stops_every_worker_with_complete_files(
     )
     # In its own process group, signalled as a terminal's Ctrl-C signals: every process of it.
     run = start(config, "--workers", "2", group=True)
-    run.wait_for(r"\*\*PERF: total \d+\.\d fps \| a [1-9]")
-    time.sleep(1.0)
+
+    # Stopped once every stream has played through two reports: on a loaded machine a worker's
+    # first frames can come seconds after the other's, so no fixed sleep is long enough.
+    def reports_with_every_stream_playing() -> int:
+        reports = [line for line in run.lines if line.startswith("**PERF: total ")]
+        return sum(all(re.search(rf"\| {name} [1-9]", line) for name in "abc") for line in reports)
+
+    deadline = time.monotonic() + 60
+    while reports_with_every_stream_playing() < 2:
+        assert run.process.poll() is None and time.monotonic() < deadline, run.stderr
+        time.sleep(0.05)
     os.killpg(run.process.pid, signal.SIGINT)
     assert run.finish() == 0, run.stderr
     counts = summary_frames(run.stderr)
-    assert set(counts) == {"a", "b", "c"} and min(counts.values()) > 10
+    assert set(counts) == {"a", "b", "c"} and min(counts.values()) >= 2
 
     out = tmp_path / "out"
     written = frame_numbers(records(out / "meta.w0.jsonl", out / "meta.w1.jsonl"))
