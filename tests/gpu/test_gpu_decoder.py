@@ -3,6 +3,7 @@ falls back to the CPU, what is refused, and what is said on the bus."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import itertools
 import json
@@ -106,6 +107,21 @@ def test_what_nvdec_is_given_is_a_whole_annexb_stream(
     assert len(decoded) == len(expected) + cut and cut == (8 if clip == "mp4" else 0)
     pictures = {f.to_ndarray(format="nv12").tobytes() for f in decoded}
     assert all(picture.tobytes() in pictures for picture in expected)
+
+
+def test_nvdec_is_given_the_bytes_where_they_are() -> None:
+    """A packet's bytes are submitted from the packet itself, a header joined to one from its
+    own buffer: the address and size given to the decoder hold exactly those bytes."""
+    with av.open(str(RETAIL)) as container:
+        stream = container.streams.video[0]
+        annexb = _nvdec.AnnexB(stream)
+        units = annexb.convert(next(container.demux(stream)))
+    assert isinstance(units[0][0], av.Packet)
+    header = b"\x00\x00\x00\x01" + bytes(units[0][0])
+    for data in (units[0][0], header):
+        address, size = _nvdec._address(data)
+        assert size == len(bytes(data)) and ctypes.string_at(address, size) == bytes(data)
+    assert _nvdec._address(b"") == (0, 0)
 
 
 def test_loops_and_drops_frames_as_the_cpu_reader(

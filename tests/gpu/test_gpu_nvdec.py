@@ -7,6 +7,7 @@ Run on a GPU machine: ``pytest tests/gpu -m gpu``.
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,41 @@ def test_nvdec_frames_convert_to_what_the_cpu_path_shows() -> None:
             assert np.abs(bgr.astype(int) - theirs.image.astype(int)).mean() < 1.5
             if ours.index == 30:
                 break
+
+
+def test_pictures_copied_by_the_driver_are_those_dlpack_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each picture is copied out of NVDEC's buffers by the CUDA driver; DLPack's copy of the
+    same picture (the path for padded rows) holds the same bytes, for every picture of a
+    clip, read in a thread that had not used CUDA before."""
+    session_class = _nvdec._PyNvVideoCodecSession
+    driver_take = session_class._take
+    compared: list[bool] = []
+
+    def both(session: Any, frame: Any) -> torch.Tensor:
+        height, width = frame.shape  # one run of bytes: the driver's path
+        assert frame.strides == (width, 1) and frame.framesize() == height * width
+        image = driver_take(session, frame)
+        compared.append(torch.equal(image, session._take_by_dlpack(frame)))
+        return image
+
+    monkeypatch.setattr(session_class, "_take", both)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with open_reader(str(RETAIL), decoder="nvdec") as reader:
+                for _ in reader.frames():
+                    pass
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(120)
+    assert errors == []
+    assert len(compared) == 603 and all(compared)
 
 
 def test_looping_restarts_the_decoder(derived_clips: dict[str, Path]) -> None:

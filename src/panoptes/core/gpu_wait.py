@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 
+from panoptes.core.cuda_driver import cuda_driver
 from panoptes.core.errors import ConfigError
 
 __all__ = ["GPU_WAIT_MODES", "gpu_wait_mode", "primary_context_wait", "set_gpu_wait"]
@@ -32,15 +33,6 @@ _SCHEDULE_MASK = 0x07
 _ENVIRONMENT = "PANOPTES_CUDA_WAIT"
 
 logger = logging.getLogger(__name__)
-
-
-def _driver() -> ctypes.CDLL | None:
-    """The CUDA driver library, initialised; None where there is none (no GPU, no driver)."""
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None
-    return driver if driver.cuInit(0) == 0 else None
 
 
 def _primary_context(driver: ctypes.CDLL, ordinal: int) -> tuple[ctypes.c_int, int] | None:
@@ -77,7 +69,7 @@ def set_gpu_wait(mode: str | None = None) -> bool:
     mode: later calls return the first answer.
     """
     mode = gpu_wait_mode() if mode is None else _checked(mode, repr(mode), ValueError)
-    driver = _driver()
+    driver = cuda_driver()
     count = ctypes.c_int(0)
     if driver is None or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return False
@@ -102,7 +94,7 @@ def set_gpu_wait(mode: str | None = None) -> bool:
 
 def primary_context_wait(gpu_id: int = 0) -> str | None:
     """The wait mode GPU ``gpu_id``'s primary context has now, or None without a driver."""
-    driver = _driver()
+    driver = cuda_driver()
     context = None if driver is None else _primary_context(driver, gpu_id)
     if context is None:
         return None

@@ -14,8 +14,10 @@ to the decoder by address with its pts, which comes back on the picture it decod
 sets sent only out of band (an RTSP camera's SDP) go to the decoder first.
 
 A decoded picture lives in the decoder's own buffers, which its next ``Decode`` call reuses: it is
-copied out before that, on the reader's CUDA stream, which is then synchronised, so the copy is
-whole before the frame leaves the source's thread (DLPack makes the copy wait for the decoder).
+copied out before that, on the reader's CUDA stream, once the stream has waited for the decoder's
+own work on it, and the stream is then synchronised, so the copy is whole before the frame leaves
+the source's thread. The copy goes through the CUDA driver (:class:`DeviceCopy`, which says why),
+not DLPack, unless the picture's rows are padded.
 Frames dropped by ``drop_frame_interval`` are never copied. Pictures an MP4 edit list cuts, which
 FFmpeg's decoder drops, come out of NVDEC like the others: they are dropped by their pts.
 
@@ -33,13 +35,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
 import av.error
 import av.video.stream
 import numpy as np
 
+from panoptes.core.cuda_driver import CudaDriverError, DeviceCopy
 from panoptes.core.errors import SourceError
 from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.core.negotiation import BGR_OR_CUDA
@@ -161,6 +164,8 @@ class _PyNvVideoCodecSession:
         set_gpu_wait()  # once a process: its waits inside Decode, and each picture's copy
         device = torch.device("cuda", gpu_id)
         self._cuda_stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
+        self._device = device
+        self._copy = DeviceCopy(gpu_id, self._cuda_stream.cuda_stream)
         self._decoder: Any = nvc.CreateDecoder(
             gpuid=gpu_id,
             codec=getattr(nvc.cudaVideoCodec, NVDEC_CODECS[stream.codec_context.name]),
@@ -200,21 +205,21 @@ class _PyNvVideoCodecSession:
             if index and pictures:
                 # The next Decode call reuses the buffers of the pictures before it.
                 pictures = [_taken(picture) for picture in pictures]
-            # A packet is a buffer too: its bytes are read where they are.
-            pictures += self._submit(np.frombuffer(cast(bytes, data), np.uint8), pts)
+            pictures += self._submit(*_address(data), pts)
         return pictures
 
-    def _submit(self, data: np.ndarray, pts: int | None) -> list[DecodedPicture]:
-        """Decode the bytes of ``data`` (kept alive by the caller meanwhile); none: the end."""
+    def _submit(self, address: int, size: int, pts: int | None) -> list[DecodedPicture]:
+        """Decode the ``size`` bytes at ``address`` (kept alive by the caller meanwhile); none:
+        the end."""
         nvc = self._nvc
         packet = nvc.PacketData()
-        packet.bsl_data = data.ctypes.data if data.size else 0
-        packet.bsl = data.size
+        packet.bsl_data = address
+        packet.bsl = size
         packet.pts = 0 if pts is None else pts
         # An empty packet is the end of the stream: the decoder gives what it holds back
         # (NVIDIA's NvDecoder flags it so itself; the flag is said too where the library has it).
         flag = getattr(getattr(nvc, "VideoPacketFlag", None), "ENDOFSTREAM", None)
-        if not data.size and flag is not None:
+        if not size and flag is not None:
             try:
                 packet.decode_flag = flag
             except TypeError:
@@ -230,14 +235,41 @@ class _PyNvVideoCodecSession:
 
     def _take(self, frame: Any) -> torch.Tensor:
         import torch
-        from torch.utils.dlpack import from_dlpack
 
         if getattr(self._thread, "stream_set", None) is not self._cuda_stream:
             # The source's thread is the reader's alone: its stream is made current once, not
             # entered per frame (a context manager per frame cost 10% of the decoding rate of
-            # 32 streams on an H100).
+            # 32 streams on an H100). The pictures' memory is allocated on it.
             torch.cuda.set_stream(self._cuda_stream)
             self._thread.stream_set = self._cuda_stream
+        shape, strides = frame.shape, frame.strides
+        # One byte a sample, rows unpadded: the picture is one run of bytes (the DLPack path
+        # takes any other, and refuses 16-bit samples by name).
+        if (
+            len(shape) == 2
+            and strides[1] == 1
+            and strides[0] == shape[1]
+            and frame.framesize() == shape[0] * shape[1]
+        ):
+            image = torch.empty(shape, dtype=torch.uint8, device=self._device)
+            try:
+                # After the decoder's own copy into the picture (its stream's event).
+                self._copy.copy(
+                    image.data_ptr(),
+                    frame.GetPtrToPlane(0),
+                    image.numel(),
+                    after_event=frame.decoder_stream_event,
+                )
+            except CudaDriverError as error:
+                raise SourceError(f"NVDEC picture not copied out: {error}") from error
+            return image
+        return self._take_by_dlpack(frame)
+
+    def _take_by_dlpack(self, frame: Any) -> torch.Tensor:
+        """The picture through DLPack: any layout, and the errors of a picture that is not NV12."""
+        import torch
+        from torch.utils.dlpack import from_dlpack
+
         view = from_dlpack(frame)  # makes the stream wait for the decoder's work on the picture
         if view.ndim != 2 or view.dtype != torch.uint8:
             raise SourceError(
@@ -249,11 +281,19 @@ class _PyNvVideoCodecSession:
 
     def close(self) -> None:
         self._decoder = None
+        self._copy.close()
 
 
 def _stream_format(stream: av.video.stream.VideoStream) -> tuple[str, int, int]:
     context = stream.codec_context
     return context.name, context.width, context.height
+
+
+def _address(data: AnnexBData) -> tuple[int, int]:
+    """Where the bytes of ``data`` are, and how many: a packet's are read where they are."""
+    if isinstance(data, bytes):
+        return (np.frombuffer(data, np.uint8).ctypes.data if data else 0), len(data)
+    return data.buffer_ptr, data.buffer_size
 
 
 def _taken(picture: DecodedPicture) -> DecodedPicture:
