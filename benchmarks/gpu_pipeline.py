@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from panoptes import Batch, Pipeline
 from panoptes.core.gpu_wait import GPU_WAIT_MODES, gpu_wait_mode, set_gpu_wait
@@ -92,9 +92,18 @@ def h264_clip(source: Path, work_dir: Path) -> Path:
     return destination
 
 
+class Rate(NamedTuple):
+    """What :func:`threaded_rate` counted."""
+
+    fps: float
+    """Items/s of all the threads together."""
+    cpu_cores: float
+    """The process's CPU seconds per second over the same window."""
+
+
 def threaded_rate(
     streams: int, work: Callable[[threading.Event, list[int]], None], args: argparse.Namespace
-) -> float:
+) -> Rate:
     """Total items/s of ``streams`` threads running ``work(stop, count)``, which adds to
     ``count[0]`` until ``stop`` is set; counted over the measuring window only."""
     stop = threading.Event()
@@ -111,15 +120,18 @@ def threaded_rate(
     for thread in threads:
         thread.start()
     time.sleep(args.warmup_s)
-    start, began = sum(c[0] for c in counts), time.monotonic()
+    start, began, cpu = sum(c[0] for c in counts), time.monotonic(), time.process_time()
     time.sleep(args.measure_s)
-    fps = (sum(c[0] for c in counts) - start) / (time.monotonic() - began)
+    elapsed = time.monotonic() - began
+    rate = Rate(
+        (sum(c[0] for c in counts) - start) / elapsed, (time.process_time() - cpu) / elapsed
+    )
     stop.set()
     for thread in threads:
         thread.join(30)
     if errors:
         raise RuntimeError(f"{len(errors)} of {streams} decoders failed: {errors[0]!r}")
-    return fps
+    return rate
 
 
 def reader_work(clip: Path, decoder: Decoder) -> Callable[[threading.Event, list[int]], None]:
@@ -503,7 +515,7 @@ def worker_main(args: argparse.Namespace) -> int:
         set_gpu_wait()  # as the pipeline's decoders wait (a pipeline sets it itself)
         ready()
         work = pynvvideocodec_work(Path(args.worker_clip))
-        print(json.dumps({"fps": threaded_rate(args.streams[0], work, args)}), flush=True)
+        print(json.dumps({"fps": threaded_rate(args.streams[0], work, args).fps}), flush=True)
         return 0
     result = end_to_end(Path(args.worker_clip), args.streams[0], args, ready=ready)
     print(json.dumps(result), flush=True)
@@ -513,9 +525,9 @@ def worker_main(args: argparse.Namespace) -> int:
 def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
     decoder: Decoder = "nvdec" if args.device == "cuda" else "cpu"
     row: dict[str, Any] = {"clip": clip_name, "streams": streams}
-    row["reader_fps"] = threaded_rate(streams, reader_work(clip, decoder), args)
+    row["reader_fps"] = threaded_rate(streams, reader_work(clip, decoder), args).fps
     if args.device == "cuda":
-        row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args)
+        row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args).fps
     # With --repeats, the decoders' ceiling over the processes and the pipeline take turns, each
     # ratio from a neighbouring pair; the row gives the medians (the machine varies by a quarter
     # from one run to the next, ceiling included).
