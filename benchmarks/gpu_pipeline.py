@@ -5,18 +5,21 @@ For each clip (the shared Retail02 1080p30 HEVC clip, and the same re-encoded to
 PyAV's libx264, veryfast, crf 26, cached in ``--work-dir``) and each stream count N, every stream
 a looping file read as fast as it goes:
 
-(a) decode-only ceiling: N decoders in Python threads of one process, total frames/s, through
-    panoptes' NVDEC reader (``open_reader(..., decoder="nvdec").frames()``: demuxing in PyAV,
-    each picture copied out of the decoder) and through PyNvVideoCodec's own demuxer and
-    decoder (``CreateDemuxer`` + ``CreateDecoder``, pictures left where they are); with
-    ``--processes K`` the latter also with the N sessions shared out over K processes, as the
-    pipeline's are (one process's threads are bound by its interpreter lock at 128 sessions);
+(a) decode-only ceiling: N decoder sessions fed from memory, total frames/s: the clip's
+    packets demuxed once, as panoptes gives them to NVDEC (Annex B), each session's decoder kept
+    from pass to pass and its pictures left where they are, so that the decoders bind and not
+    the demuxing or Python around them; with ``--processes K`` the N sessions are shared out
+    over K processes as the pipeline's streams are, and the ceiling is measured in every round
+    beside the pipeline. Also, in one process's threads: panoptes' NVDEC reader
+    (``open_reader(..., decoder="nvdec").frames()``: demuxing in PyAV, each picture copied out
+    of the decoder) and PyNvVideoCodec's own demuxer and decoder (``CreateDemuxer`` +
+    ``CreateDecoder``), which binds well below the decoders (its demuxing and start-up);
 (b) panoptes end to end: a Pipeline of N ``decoder: nvdec`` sources, the mux letterboxing to
     416×416, yolox-nano on ``backend: torch`` (fp16, a fixed batch of ``min(N, --batch-size)``,
     CUDA graphs), ByteTrack and a fakesink; frames/s counted after the tracker;
 (c) during (b): GPU utilisation (NVML, sampled) and CPU use (the process's CPU seconds per
     second, in cores, and the machine's busy share);
-(d) the ratio of (b) to the reader's ceiling, and the streams held in real time (fps / 30).
+(d) the ratio of (b) to the ceiling (a), and the streams held in real time (fps / 30).
 
 With ``--processes K`` (b) runs as K pipeline processes on the one GPU, the N streams shared out
 evenly, as ``panoptes run --workers K`` runs them: each process loads its model, the parent
@@ -27,13 +30,13 @@ starts for itself: without it the processes' kernels take turns on the GPU. ``--
 how threads wait for the GPU (``PANOPTES_CUDA_WAIT``; panoptes blocks, CUDA's default spins).
 
 Each figure is counted over ``--measure-s`` seconds after ``--warmup-s`` seconds of warm-up (the
-pipeline's model loading and first batches excluded). ``--repeats R`` measures (b), and with
-``--processes`` the ceiling over as many processes, R times in turn, and reports the medians and
+pipeline's model loading and first batches excluded). ``--repeats R`` measures the ceiling and (b) R
+times in turn, and reports the medians and
 the median of each neighbouring pair's ratio: single runs on a shared machine vary by a quarter.
 
 On a GPU machine: ``python benchmarks/gpu_pipeline.py --out results.json``. A smoke check on a
-CPU (software decoding into numpy, the model on torch's CPU device, two streams):
-``python benchmarks/gpu_pipeline.py --device cpu``.
+CPU (software decoding into numpy, the ceiling PyAV's decoders fed from memory, the model on
+torch's CPU device, two streams): ``python benchmarks/gpu_pipeline.py --device cpu``.
 """
 
 from __future__ import annotations
@@ -55,8 +58,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from panoptes import Batch, Pipeline
 from panoptes.core.gpu_wait import GPU_WAIT_MODES, gpu_wait_mode, set_gpu_wait
+from panoptes.media._nvdec import NVDEC_CODECS, AnnexB
 from panoptes.media.reader import Decoder, open_reader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +70,9 @@ ASSETS = Path(os.environ.get("PANOPTES_TEST_ASSETS") or REPO / ".." / "shared" /
 HEVC_CLIP = ASSETS / "videos" / "Retail02_short.mp4"
 CLIP_FPS = 30.0
 NETWORK_WH = (416, 416)
+
+Work = Callable[[threading.Event, list[int]], None]
+"""One stream's loop for :func:`threaded_rate`: adds its frames to ``count[0]`` until stopped."""
 
 
 def h264_clip(source: Path, work_dir: Path) -> Path:
@@ -101,9 +110,7 @@ class Rate(NamedTuple):
     """The process's CPU seconds per second over the same window."""
 
 
-def threaded_rate(
-    streams: int, work: Callable[[threading.Event, list[int]], None], args: argparse.Namespace
-) -> Rate:
+def threaded_rate(streams: int, work: Work, args: argparse.Namespace) -> Rate:
     """Total items/s of ``streams`` threads running ``work(stop, count)``, which adds to
     ``count[0]`` until ``stop`` is set; counted over the measuring window only."""
     stop = threading.Event()
@@ -134,7 +141,7 @@ def threaded_rate(
     return rate
 
 
-def reader_work(clip: Path, decoder: Decoder) -> Callable[[threading.Event, list[int]], None]:
+def reader_work(clip: Path, decoder: Decoder) -> Work:
     def work(stop: threading.Event, count: list[int]) -> None:
         reader = open_reader(str(clip), decoder=decoder, loop=True)
         try:
@@ -146,7 +153,87 @@ def reader_work(clip: Path, decoder: Decoder) -> Callable[[threading.Event, list
     return work
 
 
-def pynvvideocodec_work(clip: Path) -> Callable[[threading.Event, list[int]], None]:
+class Packets(NamedTuple):
+    """A clip's packets demuxed once, as a decoder is given them."""
+
+    codec: str
+    """FFmpeg's name of the codec: ``h264``, ``hevc``."""
+    extradata: bytes | None
+    """The codec's parameter sets as the container holds them (``avcC``, ``hvcC``)."""
+    avcc: list[tuple[bytes, int | None]]
+    """The packets as the container holds them, each with its pts: for PyAV's decoders."""
+    annexb: list[tuple[np.ndarray, int | None]]
+    """The same as NVDEC is given them (Annex B, parameter sets in band), each a buffer."""
+
+
+def demux_once(clip: Path) -> Packets:
+    import av
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        annexb = AnnexB(stream)
+        avcc, units = [], []
+        for packet in container.demux(stream):
+            if packet.size:
+                avcc.append((bytes(packet), packet.pts))
+            for data, pts in annexb.convert(packet if packet.size else None):
+                units.append((np.frombuffer(bytes(data), np.uint8).copy(), pts))
+        context = stream.codec_context
+        return Packets(context.name, context.extradata, avcc, units)
+
+
+def memory_decode_work(
+    clip: Path, device: str, take: Callable[[Any, Any], None] | None = None
+) -> Work:
+    """The decoders' ceiling: each stream a decoder of its own, kept from pass to pass, fed the
+    clip's packets from memory over and over (demuxed here, once). On ``cuda`` NVDEC through
+    PyNvVideoCodec, one ``Decode`` call per packet, each picture left where it is or, with
+    ``take``, passed to ``take(picture, stream)`` with the thread's torch stream; on ``cpu``
+    PyAV's software decoder."""
+    packets = demux_once(clip)
+    if device != "cuda":
+        import av
+
+        def cpu_work(stop: threading.Event, count: list[int]) -> None:
+            context = av.CodecContext.create(packets.codec, "r")
+            assert isinstance(context, av.video.codeccontext.VideoCodecContext)
+            context.extradata = packets.extradata
+            while not stop.is_set():
+                for data, pts in packets.avcc:
+                    packet = av.Packet(data)
+                    packet.pts = pts
+                    count[0] += len(context.decode(packet))
+                    if stop.is_set():
+                        return
+
+        return cpu_work
+
+    import PyNvVideoCodec as nvc
+    import torch
+
+    codec = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[packets.codec])
+
+    def nvdec_work(stop: threading.Event, count: list[int]) -> None:
+        stream = None
+        if take is not None:
+            stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+            torch.cuda.set_stream(stream)
+        decoder = nvc.CreateDecoder(gpuid=0, codec=codec, usedevicememory=True)
+        while not stop.is_set():
+            for data, pts in packets.annexb:
+                packet = nvc.PacketData()
+                packet.bsl_data, packet.bsl, packet.pts = data.ctypes.data, data.size, pts or 0
+                for frame in decoder.Decode(packet):
+                    if take is not None:
+                        take(frame, stream)
+                    count[0] += 1
+                if stop.is_set():
+                    return
+
+    return nvdec_work
+
+
+def pynvvideocodec_work(clip: Path) -> Work:
     """PyNvVideoCodec's demuxer and decoder, the file reopened at its end (as GPU.md measured)."""
     import PyNvVideoCodec as nvc
 
@@ -462,14 +549,18 @@ def run_processes(
     return results
 
 
-def decode_only_processes(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
-    """(a) as the pipeline runs with ``--processes``: PyNvVideoCodec's demuxer and decoder with
-    the streams shared out over as many processes (threads of one process are bound by its
-    interpreter lock long before 128 decoders are), over one window."""
+def ceiling(clip: Path, streams: int, args: argparse.Namespace) -> dict[str, Any]:
+    """(a): the decoders fed from memory (:func:`memory_decode_work`), ``streams`` sessions
+    shared out over ``args.processes`` processes as the pipeline's streams are, over one window
+    that starts in all of them together; in this process's threads with one."""
+    if args.processes == 1:
+        rate = threaded_rate(streams, memory_decode_work(clip, args.device), args)
+        return {"fps": rate.fps, "process_fps": [round(rate.fps, 1)], "cpu_cores": rate.cpu_cores}
     results = run_processes(clip, streams, args, "--worker-decode-only")
     return {
         "fps": sum(result["fps"] for result in results),
         "process_fps": [round(result["fps"], 1) for result in results],
+        "cpu_cores": sum(result["cpu_cores"] for result in results),
     }
 
 
@@ -510,12 +601,12 @@ def worker_main(args: argparse.Namespace) -> int:
         sys.stdin.readline()
 
     if args.worker_decode_only:
-        import PyNvVideoCodec  # noqa: F401  (loaded before the window opens)
-
-        set_gpu_wait()  # as the pipeline's decoders wait (a pipeline sets it itself)
+        if args.device == "cuda":
+            set_gpu_wait()  # as the pipeline's decoders wait (a pipeline sets it itself)
+        work = memory_decode_work(Path(args.worker_clip), args.device)  # demuxed before the window
         ready()
-        work = pynvvideocodec_work(Path(args.worker_clip))
-        print(json.dumps({"fps": threaded_rate(args.streams[0], work, args).fps}), flush=True)
+        rate = threaded_rate(args.streams[0], work, args)
+        print(json.dumps({"fps": rate.fps, "cpu_cores": rate.cpu_cores}), flush=True)
         return 0
     result = end_to_end(Path(args.worker_clip), args.streams[0], args, ready=ready)
     print(json.dumps(result), flush=True)
@@ -528,50 +619,49 @@ def measure(clip_name: str, clip: Path, streams: int, args: argparse.Namespace) 
     row["reader_fps"] = threaded_rate(streams, reader_work(clip, decoder), args).fps
     if args.device == "cuda":
         row["pynvvideocodec_fps"] = threaded_rate(streams, pynvvideocodec_work(clip), args).fps
-    # With --repeats, the decoders' ceiling over the processes and the pipeline take turns, each
-    # ratio from a neighbouring pair; the row gives the medians (the machine varies by a quarter
-    # from one run to the next, ceiling included).
+    # The decoders' ceiling and the pipeline take turns, each ratio from a neighbouring pair; the
+    # row gives the medians (the machine varies by a quarter from one run to the next, ceiling
+    # included).
     rounds: list[dict[str, Any]] = []
     for _ in range(args.repeats):
-        round_: dict[str, Any] = {}
-        if args.device == "cuda" and args.processes > 1:
-            ceiling = decode_only_processes(clip, streams, args)
-            round_["ceiling_fps"] = ceiling["fps"]
-            round_["ceiling_process_fps"] = ceiling["process_fps"]
+        limit = ceiling(clip, streams, args)
         try:
             e2e = (end_to_end_processes if args.processes > 1 else end_to_end)(clip, streams, args)
         except Exception as error:
             # Kept in the report beside the decoders' figures, which stand on their own.
             row["error"] = f"{type(error).__name__}: {error}"
+            row.setdefault("ceiling_fps", limit["fps"])
             break
-        round_["e2e"] = e2e
-        round_["summary"] = {
-            "e2e_fps": round(e2e["fps"], 1),
-            "gpu_util_percent_mean": e2e["gpu_util_percent_mean"],
-            "process_cpu_cores": e2e["process_cpu_cores"],
-        }
-        if "ceiling_fps" in round_:
-            round_["summary"]["ceiling_fps"] = round(round_["ceiling_fps"], 1)
-            round_["summary"]["ratio"] = round(e2e["fps"] / round_["ceiling_fps"], 3)
-        rounds.append(round_)
+        rounds.append(
+            {
+                "ceiling": limit,
+                "e2e": e2e,
+                "summary": {
+                    "ceiling_fps": round(limit["fps"], 1),
+                    "e2e_fps": round(e2e["fps"], 1),
+                    "ratio": round(e2e["fps"] / limit["fps"], 3) if limit["fps"] else None,
+                    "gpu_util_percent_mean": e2e["gpu_util_percent_mean"],
+                    "process_cpu_cores": e2e["process_cpu_cores"],
+                },
+            }
+        )
     if not rounds:
         return row
     median_round = sorted(rounds, key=lambda r: r["e2e"]["fps"])[(len(rounds) - 1) // 2]
-    e2e = median_round["e2e"]
-    row["e2e"] = e2e
+    row["e2e"] = median_round["e2e"]
     row["e2e_fps"] = statistics.median(r["e2e"]["fps"] for r in rounds)
+    row["ceiling_fps"] = statistics.median(r["ceiling"]["fps"] for r in rounds)
+    row["ceiling_process_fps"] = median_round["ceiling"]["process_fps"]
+    row["ceiling_cpu_cores"] = round(median_round["ceiling"]["cpu_cores"], 2)
+    ratios = [r["summary"]["ratio"] for r in rounds if r["summary"]["ratio"] is not None]
+    row["e2e_over_ceiling"] = statistics.median(ratios) if ratios else None
     row["e2e_over_reader"] = row["e2e_fps"] / row["reader_fps"] if row["reader_fps"] else None
     if row.get("pynvvideocodec_fps"):
         row["e2e_over_pynvvideocodec"] = row["e2e_fps"] / row["pynvvideocodec_fps"]
-    if "ceiling_fps" in rounds[0]:
-        row["pynvvideocodec_processes_fps"] = statistics.median(r["ceiling_fps"] for r in rounds)
-        row["pynvvideocodec_process_fps"] = median_round["ceiling_process_fps"]
-        row["e2e_over_pynvvideocodec_processes"] = statistics.median(
-            r["e2e"]["fps"] / r["ceiling_fps"] for r in rounds
-        )
     if len(rounds) > 1:
         row["rounds"] = [r["summary"] for r in rounds]
     row["streams_real_time"] = row["e2e_fps"] / CLIP_FPS
+    row["ceiling_streams_real_time"] = row["ceiling_fps"] / CLIP_FPS
     row["reader_streams_real_time"] = row["reader_fps"] / CLIP_FPS
     return row
 
@@ -587,13 +677,11 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{row['clip']:<6} {row['streams']:>4} {row['reader_fps']:>8.0f}  failed")
             continue
         e2e = row["e2e"]
-        # The decoders alone as the pipeline ran them: over its processes where it had several.
-        ceiling = row.get("pynvvideocodec_processes_fps") or row.get("pynvvideocodec_fps")
-        ratio = row.get("e2e_over_pynvvideocodec_processes") or row.get("e2e_over_pynvvideocodec")
+        ratio = row["e2e_over_ceiling"]
         gpu = e2e["gpu_util_percent_mean"]
         lines.append(
             f"{row['clip']:<6} {row['streams']:>4} {row['reader_fps']:>8.0f} "
-            f"{'-' if ceiling is None else round(ceiling):>8} {row['e2e_fps']:>8.0f} "
+            f"{row['ceiling_fps']:>8.0f} {row['e2e_fps']:>8.0f} "
             f"{'-' if ratio is None else f'{ratio:.2f}':>8} {row['streams_real_time']:>8.1f} "
             f"{'-' if gpu is None else gpu:>6} {e2e['process_cpu_cores']:>9.1f}"
         )
@@ -643,8 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats",
         type=int,
         default=1,
-        help="measure each row this many times, the ceiling over --processes and the pipeline "
-        "taking turns; the row gives the medians, and each pair's ratio",
+        help="measure each row this many times, the decoders' ceiling and the pipeline taking "
+        "turns; the row gives the medians, and each pair's ratio",
     )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/panoptes-bench"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu_pipeline.json")

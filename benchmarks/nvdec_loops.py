@@ -23,30 +23,15 @@ import argparse
 import ctypes
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import av
 import numpy as np
 
-from gpu_pipeline import HEVC_CLIP, reader_work, threaded_rate
+from gpu_pipeline import HEVC_CLIP, Work, memory_decode_work, reader_work, threaded_rate
 from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.media._nvdec import NVDEC_CODECS, AnnexB, PyNvVideoCodecBackend
-
-Work = Callable[[threading.Event, list[int]], None]
-
-
-def annexb_units(clip: Path) -> tuple[str, list[tuple[np.ndarray, int | None]]]:
-    """The clip's codec, and its packets as NVDEC is given them, each a buffer with its pts."""
-    with av.open(str(clip)) as container:
-        stream = container.streams.video[0]
-        annexb = AnnexB(stream)
-        units = []
-        for packet in container.demux(stream):
-            for data, pts in annexb.convert(packet if packet.size else None):
-                units.append((np.frombuffer(bytes(data), np.uint8).copy(), pts))
-        return stream.codec_context.name, units
 
 
 def loops(clip: Path) -> dict[str, Work]:
@@ -54,16 +39,9 @@ def loops(clip: Path) -> dict[str, Work]:
     import torch
     from torch.utils.dlpack import from_dlpack
 
-    codec_name, units = annexb_units(clip)
-    codec = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[codec_name])
     runtime = next(
         (lib for name in ("libcudart.so.13", "libcudart.so.12") if (lib := _load(name))), None
     )
-
-    def feed(decoder: Any, data: np.ndarray, pts: int | None) -> list[Any]:
-        packet = nvc.PacketData()
-        packet.bsl_data, packet.bsl, packet.pts = data.ctypes.data, data.size, pts or 0
-        return list(decoder.Decode(packet))
 
     def take_dlpack(frame: Any, stream: Any) -> None:
         from_dlpack(frame).clone(memory_format=torch.contiguous_format)
@@ -83,43 +61,33 @@ def loops(clip: Path) -> dict[str, Work]:
         )
         runtime.cudaStreamSynchronize(handle)
 
-    def memory(take: Callable[[Any, Any], None] | None) -> Work:
-        def work(stop: threading.Event, count: list[int]) -> None:
-            stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-            torch.cuda.set_stream(stream)
-            decoder = nvc.CreateDecoder(gpuid=0, codec=codec, usedevicememory=True)
-            while not stop.is_set():
-                for data, pts in units:
-                    for frame in feed(decoder, data, pts):
-                        if take is not None:
-                            take(frame, stream)
-                        count[0] += 1
-                    if stop.is_set():
-                        return
-
-        return work
-
     def demux_decode(stop: threading.Event, count: list[int]) -> None:
-        decoder = nvc.CreateDecoder(gpuid=0, codec=codec, usedevicememory=True)
+        decoder = None
         while not stop.is_set():
             with av.open(str(clip)) as container:
                 stream = container.streams.video[0]
+                if decoder is None:
+                    codec = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[stream.codec_context.name])
+                    decoder = nvc.CreateDecoder(gpuid=0, codec=codec, usedevicememory=True)
                 annexb = AnnexB(stream)
                 for packet in container.demux(stream):
                     for data, pts in annexb.convert(packet if packet.size else None):
                         buffer = np.frombuffer(cast(bytes, data), np.uint8)
-                        count[0] += len(feed(decoder, buffer, pts))
+                        unit = nvc.PacketData()
+                        unit.bsl_data, unit.bsl = buffer.ctypes.data, buffer.size
+                        unit.pts = pts or 0
+                        count[0] += len(decoder.Decode(unit))
                     if stop.is_set():
                         return
 
     chosen: dict[str, Work] = {
-        "memory_decode": memory(None),
-        "memory_decode_dlpack": memory(take_dlpack),
+        "memory_decode": memory_decode_work(clip, "cuda"),
+        "memory_decode_dlpack": memory_decode_work(clip, "cuda", take_dlpack),
         "demux_decode": demux_decode,
         "reader": reader_work(clip, "nvdec"),
     }
     if runtime is not None:
-        chosen["memory_decode_memcpy"] = memory(take_memcpy)
+        chosen["memory_decode_memcpy"] = memory_decode_work(clip, "cuda", take_memcpy)
     return chosen
 
 
