@@ -60,7 +60,9 @@ class Camera:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.communicate(timeout=20)
+            # Generous: a camera started at a low priority gets little CPU on a loaded machine,
+            # and can take half a minute to exit there.
+            self.process.communicate(timeout=120)
         self.process = None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ def pattern(name: str, frames: int | None = 10, **extra: Any) -> dict[str, Any]:
         "height": 64,
         **extra,
     }
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Poll ``condition`` until it holds; the deadline is generous, not a measure: on a loaded
+    machine streams can take seconds to start."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not true after {timeout_s} s: {what}")
+        time.sleep(0.02)
 
 
 def test_subscriber_that_calls_back_or_raises_does_not_stall_the_run() -> None:
@@ -92,12 +103,24 @@ def test_no_frame_of_a_removed_stream_arrives_after_its_removal_event() -> None:
             log.extend(("event", f"{e.kind}:{e.source_name}") for e in batch.events)
             log.extend(("frame", f.source_name) for f in batch)
 
+    def frames_of(name: str, after: tuple[str, str] | None = None) -> int:
+        """Frames of stream ``name`` in the log (only those after ``after``, if given)."""
+        with lock:
+            if after is None:
+                return log.count(("frame", name))
+            return log[log.index(after) :].count(("frame", name)) if after in log else 0
+
     pipeline.add_probe("mux", record)
     pipeline.start()
-    time.sleep(0.5)
+    # Both streams play before one goes, so that frames of "gone" are on their way when it does.
+    wait_until(lambda: frames_of("keep") >= 10 and frames_of("gone") >= 10, "both streams play")
     pipeline.remove_source(1)
     pipeline.remove_source(1)  # twice: once is what counts
-    time.sleep(0.5)
+    time.sleep(0.5)  # a frame of "gone" that came after its removal would have come by now
+    wait_until(
+        lambda: frames_of("keep", after=("event", "removed:gone")) >= 10,
+        "frames of the kept stream after the removal",
+    )
     pipeline.stop()
     assert pipeline.wait(10)
     removed_at = log.index(("event", "removed:gone"))
@@ -125,9 +148,16 @@ def test_keep_alive_waits_for_sources_added_later() -> None:
         {"sources": [pattern("first", frames=3)], "keep_alive": True, "perf": {"interval_s": 0}}
     )
     names: list[str] = []
-    pipeline.add_probe("mux", lambda batch: names.extend(f.source_name for f in batch))
+    ended: list[str] = []
+
+    def record(batch: Batch) -> None:
+        names.extend(f.source_name for f in batch)
+        ended.extend(e.source_name for e in batch.events if e.kind == "ended")
+
+    pipeline.add_probe("mux", record)
     pipeline.start()
-    time.sleep(1.0)
+    wait_until(lambda: "first" in ended, "the first stream to end")
+    time.sleep(1.0)  # a pipeline that did not wait for more sources would have finished by now
     assert not pipeline.finished and names.count("first") == 3
     pipeline.add_source(pattern("second", frames=4))
     deadline = time.monotonic() + 20

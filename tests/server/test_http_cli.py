@@ -62,20 +62,32 @@ def test_run_with_http_serves_the_view_the_api_and_metrics(tmp_path: Path) -> No
             streams = client.get("/api/v1/streams").json()
             names = sorted(row["name"] for row in streams["streams"])
             assert names == ["gate", "hall"]
-            time.sleep(1.0)
+
+            def frames_out() -> dict[str, float]:
+                return {
+                    sample.labels["name"]: sample.value
+                    for family in text_string_to_metric_families(client.get("/metrics").text)
+                    if family.name == "panoptes_stream_frames_out"
+                    for sample in family.samples
+                    if sample.name.endswith("_total")
+                }
+
+            # The server is up before the pipeline starts: on a loaded machine the first
+            # pictures can come seconds later.
+            deadline = time.monotonic() + 60
             picture = client.get("/snapshot.jpg")
+            frames = frames_out()
+            while time.monotonic() < deadline and not (
+                picture.status_code == 200
+                and set(frames) == {"gate", "hall"}
+                and min(frames.values()) > 0
+            ):
+                time.sleep(0.1)
+                picture = client.get("/snapshot.jpg")
+                frames = frames_out()
             assert picture.status_code == 200
             image = cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR)
             assert image.shape == (180, 320, 3)  # the tiled view the config asked for
-            metrics = {
-                family.name: family
-                for family in text_string_to_metric_families(client.get("/metrics").text)
-            }
-            frames = {
-                sample.labels["name"]: sample.value
-                for sample in metrics["panoptes_stream_frames_out"].samples
-                if sample.name.endswith("_total")
-            }
             assert set(frames) == {"gate", "hall"} and min(frames.values()) > 0
     finally:
         process.send_signal(signal.SIGINT)
