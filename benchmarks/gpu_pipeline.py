@@ -160,26 +160,33 @@ class Packets(NamedTuple):
     """FFmpeg's name of the codec: ``h264``, ``hevc``."""
     extradata: bytes | None
     """The codec's parameter sets as the container holds them (``avcC``, ``hvcC``)."""
-    avcc: list[tuple[bytes, int | None]]
-    """The packets as the container holds them, each with its pts: for PyAV's decoders."""
-    annexb: list[tuple[np.ndarray, int | None]]
-    """The same as NVDEC is given them (Annex B, parameter sets in band), each a buffer."""
+    units: list[tuple[np.ndarray, int | None]]
+    """The packets, each a buffer with its pts: as the container holds them, or as NVDEC is
+    given them (Annex B, parameter sets in band)."""
 
 
-def demux_once(clip: Path) -> Packets:
+def demux_once(clip: Path, *, annexb: bool) -> Packets:
     import av
 
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
-        annexb = AnnexB(stream)
-        avcc, units = [], []
+        filtered = AnnexB(stream) if annexb else None
+        units = []
         for packet in container.demux(stream):
-            if packet.size:
-                avcc.append((bytes(packet), packet.pts))
-            for data, pts in annexb.convert(packet if packet.size else None):
-                units.append((np.frombuffer(bytes(data), np.uint8).copy(), pts))
+            if filtered is not None:
+                parts = filtered.convert(packet if packet.size else None)
+            else:
+                parts = [(packet, packet.pts)] if packet.size else []
+            units += [(np.frombuffer(bytes(data), np.uint8).copy(), pts) for data, pts in parts]
         context = stream.codec_context
-        return Packets(context.name, context.extradata, avcc, units)
+        return Packets(context.name, context.extradata, units)
+
+
+def nvdec_decode(nvc: Any, decoder: Any, data: np.ndarray, pts: int | None) -> list[Any]:
+    """The pictures a PyNvVideoCodec ``decoder`` gives for the Annex B bytes ``data``."""
+    packet = nvc.PacketData()
+    packet.bsl_data, packet.bsl, packet.pts = data.ctypes.data, data.size, pts or 0
+    return list(decoder.Decode(packet))
 
 
 def memory_decode_work(
@@ -190,7 +197,7 @@ def memory_decode_work(
     PyNvVideoCodec, one ``Decode`` call per packet, each picture left where it is or, with
     ``take``, passed to ``take(picture, stream)`` with the thread's torch stream; on ``cpu``
     PyAV's software decoder."""
-    packets = demux_once(clip)
+    packets = demux_once(clip, annexb=device == "cuda")
     if device != "cuda":
         import av
 
@@ -199,8 +206,8 @@ def memory_decode_work(
             assert isinstance(context, av.video.codeccontext.VideoCodecContext)
             context.extradata = packets.extradata
             while not stop.is_set():
-                for data, pts in packets.avcc:
-                    packet = av.Packet(data)
+                for data, pts in packets.units:
+                    packet = av.Packet(data.tobytes())
                     packet.pts = pts
                     count[0] += len(context.decode(packet))
                     if stop.is_set():
@@ -220,10 +227,8 @@ def memory_decode_work(
             torch.cuda.set_stream(stream)
         decoder = nvc.CreateDecoder(gpuid=0, codec=codec, usedevicememory=True)
         while not stop.is_set():
-            for data, pts in packets.annexb:
-                packet = nvc.PacketData()
-                packet.bsl_data, packet.bsl, packet.pts = data.ctypes.data, data.size, pts or 0
-                for frame in decoder.Decode(packet):
+            for data, pts in packets.units:
+                for frame in nvdec_decode(nvc, decoder, data, pts):
                     if take is not None:
                         take(frame, stream)
                     count[0] += 1

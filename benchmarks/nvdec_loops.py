@@ -29,7 +29,14 @@ from typing import Any, cast
 import av
 import numpy as np
 
-from gpu_pipeline import HEVC_CLIP, Work, memory_decode_work, reader_work, threaded_rate
+from gpu_pipeline import (
+    HEVC_CLIP,
+    Work,
+    memory_decode_work,
+    nvdec_decode,
+    reader_work,
+    threaded_rate,
+)
 from panoptes.core.gpu_wait import set_gpu_wait
 from panoptes.media._nvdec import NVDEC_CODECS, AnnexB, PyNvVideoCodecBackend
 
@@ -73,10 +80,7 @@ def loops(clip: Path) -> dict[str, Work]:
                 for packet in container.demux(stream):
                     for data, pts in annexb.convert(packet if packet.size else None):
                         buffer = np.frombuffer(cast(bytes, data), np.uint8)
-                        unit = nvc.PacketData()
-                        unit.bsl_data, unit.bsl = buffer.ctypes.data, buffer.size
-                        unit.pts = pts or 0
-                        count[0] += len(decoder.Decode(unit))
+                        count[0] += len(nvdec_decode(nvc, decoder, buffer, pts))
                     if stop.is_set():
                         return
 
